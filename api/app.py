@@ -1,0 +1,69 @@
+"""The FastAPI application factory: the composition root of the HTTP edge."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.auth import Authenticator
+from api.deps import HeraldState
+from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
+from api.render import respond_message
+from api.routers import directory, message_conversations, metadata, settings, system
+from messaging.db import make_engine, make_sessionmaker
+from messaging.errors import HeraldError, Unauthorized
+from messaging.settings import Settings
+
+log = logging.getLogger("herald.api")
+
+
+def create_app(config: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """Build the API for these settings (and an engine, when the caller owns one)."""
+    engine = engine or make_engine(config.database_url)
+    app = FastAPI(title="Herald", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.herald = HeraldState(
+        settings=config,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        authenticator=Authenticator(cache_s=config.auth_cache_s),
+    )
+    for module in (message_conversations, directory, settings, metadata, system):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    # Outermost first: paths are rewritten before the body limit picks its limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits={"/api/apps": config.max_app_bytes})
+    app.add_middleware(ApiPathMiddleware)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HeraldError)
+    async def herald_error(request: Request, exc: HeraldError) -> Response:
+        headers = None
+        if isinstance(exc, Unauthorized) and "x-requested-with" not in request.headers:
+            # Browsers' XHR callers (the DHIS2 apps) must not trigger the native credential prompt.
+            headers = {"WWW-Authenticate": 'Basic realm="DHIS2"'}
+        return respond_message(
+            request, exc.status, exc.message, headers=headers, error_code=exc.error_code, response=exc.response
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in {"query", "path", "body"})
+        return respond_message(request, 400, f"Invalid value for parameter '{where}': {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return respond_message(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return respond_message(request, 500, "An unexpected error occurred.")

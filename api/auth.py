@@ -1,0 +1,87 @@
+"""HTTP Basic authentication against argon2 hashes, without stalling the event loop.
+
+Verification runs in the worker thread of the request's dependency. A verified
+(username, password) pair is remembered for HERALD_AUTH_CACHE_S under a keyed digest of the
+password, and only while the stored hash is unchanged, so a password change or disabling a
+user takes effect at the next request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from messaging.directory import Principal, principal_for, user_by_username
+from messaging.errors import Unauthorized
+from messaging.passwords import hash_password, verify_password
+
+# Checked against when the username is unknown, so timing does not reveal which usernames exist.
+_DUMMY_HASH = hash_password(secrets.token_hex(16))
+MAX_CACHE_ENTRIES = 10_000
+
+# Further ways to authenticate (browser sessions); each returns None when it does not apply.
+AuthHook = Callable[[Session, Request], Principal | None]
+
+
+class Authenticator:
+    """Resolves the Principal of a request or raises Unauthorized."""
+
+    def __init__(self, *, cache_s: float) -> None:
+        self.cache_s = cache_s
+        self._key = secrets.token_bytes(32)
+        self._cache: dict[tuple[str, bytes], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self.hooks: list[AuthHook] = []
+
+    def _digest(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+
+    def check_password(self, session: Session, username: str, password: str) -> Principal | None:
+        """The user's Principal when the credentials are right and the user is enabled."""
+        user = user_by_username(session, username)
+        if user is None or not user.password_hash:
+            verify_password(_DUMMY_HASH, password)
+            return None
+        key = (username, self._digest(password))
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+        if not (cached and cached[0] == user.password_hash and cached[1] > now):
+            if not verify_password(user.password_hash, password):
+                return None
+            if self.cache_s > 0:
+                with self._lock:
+                    if len(self._cache) >= MAX_CACHE_ENTRIES:
+                        self._cache.clear()
+                    self._cache[key] = (user.password_hash, now + self.cache_s)
+        if user.disabled:
+            return None
+        return principal_for(session, user)
+
+    def authenticate(self, session: Session, request: Request) -> Principal:
+        """Basic credentials first, then any hook (session cookie); else Unauthorized."""
+        header = request.headers.get("authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() == "basic" and encoded:
+            try:
+                username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                raise Unauthorized("Unauthorized") from None
+            principal = self.check_password(session, username, password) if sep else None
+            if principal is None:
+                raise Unauthorized("Unauthorized")
+            return principal
+        for hook in self.hooks:
+            principal = hook(session, request)
+            if principal is not None:
+                return principal
+        raise Unauthorized("Unauthorized")

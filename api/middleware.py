@@ -1,0 +1,109 @@
+"""ASGI middleware: API version prefixes, .json/.xml suffixes, and the request body limit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from api.render import dumps, web_message
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+ASGIApp = Callable[[Scope, Receive, Send], Any]
+
+VERSIONED = re.compile(r"^/api/(\d{2})(/.*)?$")
+SUPPORTED_VERSIONS = range(28, 44)  # DECISIONS #2
+
+
+class ApiPathMiddleware:
+    """Serve /api/{28..43}/x as /api/x, and /api/x.xml or .json as /api/x with a format hint."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            match = VERSIONED.match(path)
+            if match and int(match.group(1)) in SUPPORTED_VERSIONS:
+                path = "/api" + (match.group(2) or "")
+                scope = {**scope, "herald.api_version": int(match.group(1))}
+            if path.startswith("/api/"):
+                for suffix in ("json", "xml"):
+                    if path.endswith("." + suffix):
+                        path = path[: -len(suffix) - 1]
+                        scope = {**scope, "herald.format": suffix}
+                        break
+            if path != scope["path"]:
+                scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with a 413 WebMessage before the application sees them.
+
+    `limits` maps path prefixes to larger limits (app uploads); the default applies elsewhere.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, limits: dict[str, int] | None = None) -> None:
+        self.app, self.max_bytes, self.limits = app, max_bytes, limits or {}
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self.limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit_for(scope["path"])
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._refuse(send, limit)
+            return
+        # Read the whole (bounded) body first, so an oversize chunked body never half-reaches a handler.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._refuse(send, limit)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return dict(await receive())
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(send: Send, limit: int) -> None:
+        payload = dumps(web_message(413, f"Request body is larger than the limit of {limit} bytes."))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json;charset=UTF-8"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,256 @@
+"""/api/messageConversations: parse, authorize, call the domain, commit, render."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api import fields
+from api.bodies import draft_from_request, text_body, uid_array
+from api.deps import CtxDep, Ctx
+from api.params import multi, pager, paging, uid_list
+from api.presenters import conversation_dict
+from api.render import base_url, respond, respond_message
+from messaging import conversations, inbox
+from messaging import query as q
+from messaging.directory import is_ticket_manager
+from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
+from messaging.ids import is_uid
+
+router = APIRouter(prefix="/api/messageConversations", tags=["messageConversations"])
+
+LIST_DEFAULT_FIELDS = "id,name,displayName,href"
+ONE_DEFAULT_FIELDS = "*"
+MAX_SUBJECT = 255
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body, read on the event loop before the handler runs in a thread."""
+    return await request.body()
+
+
+Body = Annotated[bytes, Depends(raw_body)]
+
+
+def _base(ctx: Ctx) -> str:
+    return base_url(ctx.request, ctx.settings.base_url)
+
+
+def _location(ctx: Ctx, uid: str) -> dict[str, str]:
+    return {"Location": f"{_base(ctx)}/api/messageConversations/{uid}"}
+
+
+def _meta_data(ctx: Ctx) -> str:
+    return f"User-agent: {ctx.request.headers.get('user-agent', '')}"
+
+
+def _spec(request: Request, default: str) -> fields.FieldSpec:
+    try:
+        return fields.parse_fields(request.query_params.getlist("fields"), default)
+    except fields.FieldsError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@router.get("")
+def list_conversations(ctx: CtxDep) -> Response:
+    """The caller's conversations, with DHIS2's filter, order, search, fields and paging."""
+    request = ctx.request
+    page = paging(request)
+    try:
+        params = inbox.ListParams(
+            filters=q.parse_filters(multi(request, "filter")),
+            orders=q.parse_order(multi(request, "order")),
+            junction=(request.query_params.get("rootJunction") or "AND").upper(),
+            query_string=(request.query_params.get("queryString") or "").strip() or None,
+            query_operator=request.query_params.get("queryOperator") or "token",
+            page=page.page,
+            page_size=page.page_size,
+            paging=page.enabled,
+        )
+    except q.QueryError as exc:
+        raise BadRequest(exc.message) from None
+    spec = _spec(request, LIST_DEFAULT_FIELDS)
+    manager = is_ticket_manager(ctx.session, ctx.user)
+    try:
+        result = inbox.list_page(ctx.session, ctx.user.id, params, ticket_manager=manager)
+    except q.QueryError as exc:
+        status = Conflict if params.query_string and "operator" in exc.message.lower() else BadRequest
+        raise status(exc.message) from None
+    base = _base(ctx)
+    items = fields.render_many(
+        (conversation_dict(ctx.session, row, base=base, include_internal=manager) for row in result.rows), spec
+    )
+    body: dict[str, Any] = {}
+    if page.enabled:
+        body["pager"] = pager(request, page, result.total, base=base)
+    body["messageConversations"] = items
+    return respond(
+        request,
+        body,
+        xml_root="messageConversations",
+        headers={"Cache-Control": "no-cache, private"},
+    )
+
+
+@router.post("", status_code=201)
+def create_conversation(ctx: CtxDep, raw: Body) -> Response:
+    """Accept a private message, persist it with its fan-out, answer 201 at once."""
+    draft = draft_from_request(ctx.request, raw)
+    if not isinstance(draft.subject, str) or not draft.subject.strip():
+        raise Conflict("Missing required property `subject`.")
+    if len(draft.subject) > MAX_SUBJECT:
+        raise Conflict(f"Property `subject` is longer than {MAX_SUBJECT} characters.")
+    if draft.text is not None and not isinstance(draft.text, str):
+        raise Conflict("Property `text` must be a string.")
+    conversation = conversations.send_private_message(
+        ctx.session,
+        sender=ctx.user,
+        subject=draft.subject,
+        text=draft.text or "",
+        refs=draft.refs,
+        attachments=draft.attachments,
+        meta_data=_meta_data(ctx),
+    )
+    ctx.session.commit()  # before the 201: dependency teardown runs after the response
+    return respond_message(
+        ctx.request, 201, "Message conversation created", headers=_location(ctx, conversation.uid)
+    )
+
+
+def _flag_answer(ctx: Ctx, key: str, uids: list[str]) -> Response:
+    return respond(ctx.request, {key: uids})
+
+
+@router.post("/read")
+def mark_read(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+    """Mark conversations read for the caller or `user`; list those that changed."""
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, read=True)
+    ctx.session.commit()
+    return _flag_answer(ctx, "markedRead", changed)
+
+
+@router.post("/unread")
+def mark_unread(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+    """Mark conversations unread for the caller or `user`; list those that changed."""
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, read=False)
+    ctx.session.commit()
+    return _flag_answer(ctx, "markedUnread", changed)
+
+
+@router.post("/followup")
+def follow_up(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+    """Flag conversations for follow-up; list every one found."""
+    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, follow_up=True)
+    ctx.session.commit()
+    return _flag_answer(ctx, "markedFollowup", found)
+
+
+@router.post("/unfollowup")
+def unfollow_up(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+    """Clear the follow-up flag; list every conversation found."""
+    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, follow_up=False)
+    ctx.session.commit()
+    return _flag_answer(ctx, "unmarkedFollowup", found)
+
+
+@router.delete("")
+def remove_batch(ctx: CtxDep, user: str | None = None) -> Response:
+    """Leave several conversations (or remove `user` from them); list those actually left."""
+    uids = uid_list(ctx.request, "mc")
+    if not uids:
+        raise BadRequest("Required request parameter 'mc' for method parameter type List is not present")
+    removed = conversations.remove_batch(ctx.session, actor=ctx.user, uids=uids, target_uid=user)
+    ctx.session.commit()
+    return respond(ctx.request, {"removed": removed})
+
+
+def _check_uid(uid: str) -> None:
+    if not is_uid(uid):
+        raise NotFound(f"No MessageConversation found with UID: {uid}")
+
+
+@router.get("/{uid}")
+def get_conversation(ctx: CtxDep, uid: str, markRead: str | None = None) -> Response:  # noqa: N803
+    """One conversation the caller takes part in (ALL reads all); internal messages for managers."""
+    _check_uid(uid)
+    conversation = conversations.get_by_uid(ctx.session, uid)
+    if conversation is None:
+        raise NotFound(f"No MessageConversation found with UID: {uid}")
+    if not conversations.can_read(ctx.session, ctx.user, conversation):
+        raise Forbidden("Not authorized to access this conversation.")
+    spec = _spec(ctx.request, ONE_DEFAULT_FIELDS)
+    row = inbox.conversation_row(ctx.session, conversation, ctx.user.id)
+    manager = is_ticket_manager(ctx.session, ctx.user)
+    body = fields.render(conversation_dict(ctx.session, row, base=_base(ctx), include_internal=manager), spec)
+    if markRead == "true":
+        conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=None, read=True)
+        ctx.session.commit()
+    return respond(ctx.request, body, xml_root="messageConversation", headers={"Cache-Control": "no-cache, private"})
+
+
+@router.post("/{uid}")
+def reply(
+    ctx: CtxDep,
+    uid: str,
+    raw: Body,
+    internal: bool = False,
+    attachments: Annotated[list[str] | None, Query()] = None,
+) -> Response:
+    """Reply with the raw body as text; 200 with Location (DECISIONS #3)."""
+    attachment_uids = [part.strip() for value in attachments or [] for part in value.split(",") if part.strip()]
+    conversation = conversations.reply(
+        ctx.session,
+        actor=ctx.user,
+        conversation_uid=uid,
+        text=text_body(raw),
+        internal=internal,
+        attachments=attachment_uids,
+        meta_data=_meta_data(ctx),
+    )
+    ctx.session.commit()
+    return respond_message(ctx.request, 200, "Message conversation created", headers=_location(ctx, conversation.uid))
+
+
+@router.delete("/{uid}")
+def leave(ctx: CtxDep, uid: str) -> Response:
+    """Remove the caller from a conversation (DECISIONS #4: no endpoint deletes messages)."""
+    removed = conversations.remove_participant(ctx.session, actor=ctx.user, conversation_uid=uid, user_uid=ctx.user.uid)
+    ctx.session.commit()
+    return respond(ctx.request, {"removed": removed}, xml_root="reply")
+
+
+@router.post("/{uid}/read")
+def mark_one_read(ctx: CtxDep, uid: str, userUid: str | None = None) -> Response:  # noqa: N803
+    """Mark one conversation read (for `userUid`)."""
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=userUid, read=True)
+    ctx.session.commit()
+    return _flag_answer(ctx, "markedRead", changed)
+
+
+@router.post("/{uid}/unread")
+def mark_one_unread(ctx: CtxDep, uid: str, userUid: str | None = None) -> Response:  # noqa: N803
+    """Mark one conversation unread (for `userUid`)."""
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=userUid, read=False)
+    ctx.session.commit()
+    return _flag_answer(ctx, "markedUnread", changed)
+
+
+@router.post("/{uid}/recipients", status_code=204)
+def add_recipients(ctx: CtxDep, uid: str, raw: Body) -> Response:
+    """Add participants (expanded by a worker); 204, nobody is notified."""
+    # Spring binds this body itself, so malformed JSON is a 400 here (409 on create).
+    refs = draft_from_request(ctx.request, raw, malformed=BadRequest).refs if raw.strip() else None
+    conversations.add_recipients(ctx.session, actor=ctx.user, conversation_uid=uid, refs=refs or conversations.RecipientRefs())
+    ctx.session.commit()
+    return Response(status_code=204)
+
+
+@router.delete("/{uid}/{user_uid}")
+def remove_participant(ctx: CtxDep, uid: str, user_uid: str) -> Response:
+    """Remove a participant; answer the removed user's UID (DECISIONS #4)."""
+    removed = conversations.remove_participant(ctx.session, actor=ctx.user, conversation_uid=uid, user_uid=user_uid)
+    ctx.session.commit()
+    return respond(ctx.request, {"removed": removed}, xml_root="reply")

@@ -1,0 +1,319 @@
+"""Email delivery over SMTP (aiosmtplib) through a small pool of reused connections.
+
+aiosmtplib has neither a pool nor pipelining, so concurrency means several connections:
+``smtp_connections`` clients wait in an ``asyncio.Queue``; a send takes one (so at most
+that many sends run at once), connects it when it is not connected, and puts it back. A
+pooled connection the server dropped while idle is reopened once and the send goes on:
+nothing was sent on it, so this cannot deliver twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import html
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import TYPE_CHECKING, ClassVar, NoReturn
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from aiosmtplib import (
+    SMTP,
+    SMTPException,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPStatus,
+    SMTPTimeoutError,
+)
+
+from channels.base import ChannelLimits, Envelope, Receipt
+from channels.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
+
+if TYPE_CHECKING:
+    from messaging.settings import Settings
+
+# 7bit transfer encodings (quoted-printable/base64 for non-ASCII text) and CRLF line ends:
+# any server takes it, with no 8BITMIME or SMTPUTF8 negotiation.
+_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """Where and how to connect, parsed from ``SMTP_URL``; repr and errors never show the password."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    use_tls: bool = False  # smtps://: TLS from the first byte
+    start_tls: bool = False  # smtp://...?starttls=true: upgrade after EHLO, required
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpServer:
+        """Parse ``smtp://[user:pass@]host[:port][?starttls=true]`` or ``smtps://...``.
+
+        Raises ValueError naming SMTP_URL, never quoting it (it may hold a password).
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+            raise ValueError("SMTP_URL must be smtp://[user:pass@]host:port or smtps://...")
+        start_tls = False
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key != "starttls" or value.lower() not in _TRUE | _FALSE:
+                raise ValueError("SMTP_URL accepts only the query parameter starttls=true|false")
+            start_tls = value.lower() in _TRUE
+        use_tls = parts.scheme == "smtps"
+        if use_tls and start_tls:
+            raise ValueError("SMTP_URL: smtps:// is TLS already; drop ?starttls=true")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("SMTP_URL has an invalid port") from None
+        if port is None:
+            port = 465 if use_tls else 587 if start_tls else 25
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            use_tls=use_tls,
+            start_tls=start_tls,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class EmailChannel:
+    """Sends one email per recipient through a pool of reused SMTP connections."""
+
+    name: ClassVar[str] = "email"
+
+    def __init__(
+        self,
+        *,
+        server: SmtpServer,
+        email_from: str,
+        app_title: str,
+        connections: int = 4,
+        timeout_s: float = 30.0,
+        local_hostname: str | None = None,
+    ) -> None:
+        if connections < 1:
+            raise ValueError("HERALD_SMTP_CONNECTIONS must be at least 1")
+        if timeout_s <= 0:
+            raise ValueError("HERALD_SMTP_TIMEOUT_S must be positive")
+        try:
+            sender = Address(addr_spec=email_from)
+        except (ValueError, IndexError):  # the email package raises both for malformed input
+            raise ValueError("HERALD_EMAIL_FROM is not an email address") from None
+        self.limits = ChannelLimits(max_text_length=None)
+        self.server = server
+        self._sender = sender.addr_spec
+        self._domain = _ascii_domain(sender.domain) or "herald"
+        self._title = _one_line(app_title)
+        self._from_header = str(Address(f"{self._title} message [No reply]", addr_spec=sender.addr_spec))
+        self._timeout_s = timeout_s
+        self._idle: asyncio.Queue[SMTP] = asyncio.Queue()
+        for _ in range(connections):
+            self._idle.put_nowait(self._new_client(local_hostname))
+        self._size = connections
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmailChannel:
+        """Build the channel from Herald's settings; ValueError when SMTP_URL is not set."""
+        if settings.smtp_url is None:
+            raise ValueError("SMTP_URL is not set: the email channel is off")
+        return cls(
+            server=SmtpServer.from_url(settings.smtp_url.get_secret_value()),
+            email_from=settings.email_from,
+            app_title=settings.app_title,
+            connections=settings.smtp_connections,
+            timeout_s=settings.smtp_timeout_s,
+        )
+
+    def message_id(self, envelope: Envelope) -> str:
+        """The stable Message-ID of one (message, recipient): a resend is recognisably the same mail."""
+        return f"<{envelope.message_uid}.{envelope.recipient_uid}@{self._domain}>"
+
+    def render(self, envelope: Envelope) -> EmailMessage:
+        """The email for one recipient: plain text and HTML alternatives. Raises PermanentDeliveryError."""
+        return self._render(envelope, _recipient_address(envelope.address))
+
+    def _render(self, envelope: Envelope, recipient: str) -> EmailMessage:
+        msg = EmailMessage(policy=_POLICY)
+        msg["Message-ID"] = self.message_id(envelope)
+        msg["Date"] = formatdate()
+        msg["From"] = self._from_header
+        msg["To"] = Address(_one_line(envelope.recipient_name), addr_spec=recipient)
+        msg["Subject"] = f"[{self._title}] {_one_line(envelope.subject)}"
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a no-reply sender
+        msg.set_content(_plain_text(envelope))
+        msg.add_alternative(_html_text(envelope), subtype="html")
+        return msg
+
+    async def send(self, envelope: Envelope) -> Receipt:
+        """Deliver one email; raise Permanent-, Transient- or UnknownOutcomeError."""
+        recipient = _recipient_address(envelope.address)
+        payload = self._render(envelope, recipient).as_bytes()
+        client = await self._idle.get()
+        try:
+            await self._transmit(client, recipient, payload)
+        except BaseException:
+            # A failed or cancelled transaction leaves the session in an unknown state.
+            client.close()
+            raise
+        finally:
+            self._idle.put_nowait(client)
+        return Receipt(provider_id=self.message_id(envelope), status="SENT")
+
+    async def aclose(self) -> None:
+        """Wait for sends in flight, then QUIT every open connection (reopened lazily if used again)."""
+        clients = [await self._idle.get() for _ in range(self._size)]
+        try:
+            await asyncio.gather(*(_quit(client) for client in clients))
+        finally:
+            for client in clients:
+                self._idle.put_nowait(client)
+
+    def _new_client(self, local_hostname: str | None) -> SMTP:
+        s = self.server
+        return SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password,
+            use_tls=s.use_tls,
+            start_tls=s.start_tls,
+            timeout=self._timeout_s,
+            local_hostname=local_hostname,
+        )
+
+    async def _transmit(self, client: SMTP, recipient: str, payload: bytes) -> None:
+        """One SMTP transaction; reopen a connection found dropped before anything was sent, once."""
+        reconnected = False
+        while True:
+            reused = client.is_connected
+            if not reused:
+                await self._connect(client)
+            try:
+                await client.mail(self._sender)
+            except SMTPServerDisconnected as exc:
+                if reconnected:
+                    raise TransientDeliveryError(f"SMTP server {self.server} dropped the connection") from exc
+                reconnected = True
+                continue
+            except SMTPResponseException as exc:
+                # A 421 here on a reused connection is the server's idle-timeout notice: reopen once.
+                if exc.code == SMTPStatus.domain_unavailable and reused and not reconnected:
+                    reconnected = True
+                    continue
+                # The sender refused is our configuration, not the recipient's fault: retry later.
+                await _reset(client)
+                raise TransientDeliveryError(
+                    f"SMTP {exc.code} on MAIL FROM: {exc.message}", f"smtp-{exc.code}"
+                ) from exc
+            except (SMTPException, OSError) as exc:
+                raise TransientDeliveryError(f"SMTP server {self.server} failed: {exc}") from exc
+            break
+        try:
+            await client.rcpt(recipient)
+        except SMTPResponseException as exc:
+            await _reset(client)
+            _raise_for_reply("RCPT TO", exc)
+        except (SMTPException, OSError) as exc:
+            raise TransientDeliveryError(f"SMTP server {self.server} failed: {exc}") from exc
+        try:
+            await client.data(payload)
+        except SMTPResponseException as exc:
+            await _reset(client)
+            _raise_for_reply("DATA", exc)
+        except (SMTPTimeoutError, SMTPServerDisconnected, OSError) as exc:
+            raise UnknownOutcomeError(
+                f"SMTP server {self.server} went silent during DATA: the message may have been accepted",
+                "smtp-unknown",
+            ) from exc
+
+    async def _connect(self, client: SMTP) -> None:
+        client.close()  # clears a half-closed session so connect() starts afresh
+        try:
+            await client.connect()
+        except SMTPResponseException as exc:
+            # Greeting refused, STARTTLS or AUTH failed: the server or our configuration; retry later.
+            raise TransientDeliveryError(
+                f"SMTP server {self.server} refused the session: {exc.code} {exc.message}", f"smtp-{exc.code}"
+            ) from exc
+        except (SMTPException, OSError) as exc:
+            raise TransientDeliveryError(
+                f"cannot reach SMTP server {self.server}: {type(exc).__name__}", "smtp-connect"
+            ) from exc
+
+
+def _raise_for_reply(command: str, exc: SMTPResponseException) -> NoReturn:
+    error = PermanentDeliveryError if 500 <= exc.code < 600 else TransientDeliveryError
+    raise error(f"SMTP {exc.code} on {command}: {exc.message}", f"smtp-{exc.code}") from exc
+
+
+async def _reset(client: SMTP) -> None:
+    """RSET after a refusal so the connection can carry the next message; drop it if that fails."""
+    if not client.is_connected:
+        return
+    try:
+        await client.rset()
+    except (SMTPException, OSError):
+        client.close()
+
+
+async def _quit(client: SMTP) -> None:
+    if client.is_connected:
+        try:
+            await client.quit()
+        except (SMTPException, OSError):
+            pass
+    client.close()
+
+
+def _recipient_address(address: str) -> str:
+    """The address as an ASCII addr-spec (IDNA domain), or PermanentDeliveryError."""
+    try:
+        parsed = Address(addr_spec=address.strip())
+    except (ValueError, IndexError):
+        raise PermanentDeliveryError("not a valid email address", "invalid-address") from None
+    domain = _ascii_domain(parsed.domain)
+    if not parsed.username or not domain or not parsed.username.isascii():
+        raise PermanentDeliveryError("not a deliverable email address", "invalid-address")
+    return Address(username=parsed.username, domain=domain).addr_spec
+
+
+def _ascii_domain(domain: str) -> str | None:
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+
+
+def _one_line(value: str) -> str:
+    """Header text on one line (a CR or LF in a header value is an injection)."""
+    return " ".join(value.split()) if ("\n" in value or "\r" in value) else value
+
+
+def _plain_text(envelope: Envelope) -> str:
+    parts = [envelope.text]
+    if envelope.sender_name:
+        parts.append(envelope.sender_name)
+    if envelope.conversation_url:
+        parts.append(envelope.conversation_url)
+    return "\n\n".join(parts)
+
+
+def _html_text(envelope: Envelope) -> str:
+    text = html.escape(envelope.text.replace("\r\n", "\n")).replace("\n", "<br>\n")
+    body = [f"<p>{text}</p>"]
+    if envelope.sender_name:
+        body.append(f"<p>{html.escape(envelope.sender_name)}</p>")
+    if envelope.conversation_url:
+        body.append(f'<p><a href="{html.escape(envelope.conversation_url)}">Respond to this message</a></p>')
+    return "<!DOCTYPE html>\n<html><body>\n" + "\n".join(body) + "\n</body></html>\n"

@@ -1,0 +1,433 @@
+"""Conversation use cases. Services stage changes in the caller's session; the edge commits once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.orm import Session
+
+from messaging import outbox
+from messaging.directory import Principal, is_ticket_manager, user_by_uid
+from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
+from messaging.models import (
+    Conversation,
+    ConversationStatus,
+    FileResource,
+    Message,
+    MessageType,
+    OrganisationUnit,
+    User,
+    UserGroup,
+    UserGroupMember,
+    UserMessage,
+    UserOrgUnit,
+    utcnow,
+)
+
+T = TypeVar("T")
+CHUNK = 1000
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    """Split a sequence so IN lists stay under every database's parameter limit."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class RecipientRefs:
+    """Recipient UIDs as a client sent them."""
+
+    users: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    org_units: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Recipient references resolved to internal ids (expansion happens in a worker)."""
+
+    user_ids: list[int]
+    group_ids: list[int]
+    org_unit_ids: list[int]
+
+    def payload(self) -> dict[str, list[int]]:
+        """The outbox payload part naming the recipients."""
+        return {"users": self.user_ids, "groups": self.group_ids, "org_units": self.org_unit_ids}
+
+
+def _ids_by_uid(session: Session, model: Any, uids: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    unique = list(dict.fromkeys(uids))
+    for part in chunks(unique):
+        found.update({uid: pk for uid, pk in session.execute(select(model.uid, model.id).where(model.uid.in_(part)))})
+    return found
+
+
+def resolve(session: Session, refs: RecipientRefs) -> Resolved:
+    """Check every referenced object exists, in DHIS2's order and with its texts."""
+    org_units = _ids_by_uid(session, OrganisationUnit, refs.org_units)
+    for uid in refs.org_units:
+        if uid not in org_units:
+            raise Conflict(f"Organisation Unit does not exist: {uid}")
+    users = _ids_by_uid(session, User, refs.users)
+    for uid in refs.users:
+        if uid not in users:
+            raise Conflict(f"User does not exist: {uid}")
+    groups = _ids_by_uid(session, UserGroup, refs.groups)
+    for uid in refs.groups:
+        if uid not in groups:
+            raise NotFound(f"UserGroup with id {uid} could not be found.", error_code="E1005")
+    return Resolved(list(users.values()), list(groups.values()), list(org_units.values()))
+
+
+def has_any_recipient(session: Session, resolved: Resolved) -> bool:
+    """True when the references expand to at least one user."""
+    if resolved.user_ids:
+        return True
+    checks = []
+    if resolved.group_ids:
+        checks.append(exists().where(UserGroupMember.group_id.in_(resolved.group_ids)))
+    if resolved.org_unit_ids:
+        checks.append(exists().where(UserOrgUnit.org_unit_id.in_(resolved.org_unit_ids)))
+    return any(session.scalar(select(check)) for check in checks)
+
+
+def get_by_uid(session: Session, uid: str) -> Conversation | None:
+    """The conversation with that UID, if any."""
+    return session.scalar(select(Conversation).where(Conversation.uid == uid))
+
+
+def participant_ids(session: Session, user_id: int, conversation_ids: Sequence[int]) -> set[int]:
+    """Which of these conversations the user takes part in."""
+    found: set[int] = set()
+    for part in chunks(conversation_ids):
+        found.update(
+            session.scalars(
+                select(UserMessage.conversation_id).where(
+                    UserMessage.user_id == user_id, UserMessage.conversation_id.in_(part)
+                )
+            )
+        )
+    return found
+
+
+def is_participant(session: Session, conversation_id: int, user_id: int) -> bool:
+    """Does the user have an inbox row for the conversation?"""
+    return bool(participant_ids(session, user_id, [conversation_id]))
+
+
+def can_read(session: Session, actor: Principal, conversation: Conversation) -> bool:
+    """May the actor GET this conversation? Participants and ALL (DECISIONS #11)."""
+    return actor.is_super or is_participant(session, conversation.id, actor.id)
+
+
+def check_access(
+    session: Session,
+    actor: Principal,
+    conversations: Sequence[Conversation],
+    message: str,
+    *,
+    acting_for_other: bool = False,
+) -> None:
+    """Refuse the whole batch unless the actor may change every conversation in it.
+
+    Access is participant, ALL, or ticket manager on a TICKET. Acting for another user needs
+    ALL, or ticket manager on a TICKET (DECISIONS #6).
+    """
+    if actor.is_super:
+        return
+    tickets = [c for c in conversations if c.message_type == MessageType.TICKET]
+    manager = bool(tickets) and is_ticket_manager(session, actor)
+    joined = participant_ids(session, actor.id, [c.id for c in conversations])
+    for conversation in conversations:
+        on_ticket = manager and conversation.message_type == MessageType.TICKET
+        allowed = on_ticket if acting_for_other else (conversation.id in joined or on_ticket)
+        if not allowed:
+            raise Forbidden(message)
+
+
+def link_attachments(session: Session, actor: Principal, message: Message, uids: Sequence[str]) -> None:
+    """Attach uploaded files to a message: each exists, is a message attachment, unused, the actor's."""
+    for uid in dict.fromkeys(uids):
+        resource = session.scalar(select(FileResource).where(FileResource.uid == uid))
+        if resource is None:
+            raise Conflict(f"Attachment '{uid}' not found.")
+        if (
+            resource.domain != "MESSAGE_ATTACHMENT"
+            or resource.assigned
+            or resource.created_by_id not in (None, actor.id)
+        ):
+            raise Conflict(f"Attachment '{uid}' is already used or not a valid attachment.")
+        resource.assigned = True
+        resource.message_id = message.id
+
+
+def send_private_message(
+    session: Session,
+    *,
+    sender: Principal,
+    subject: str,
+    text: str,
+    refs: RecipientRefs,
+    attachments: Sequence[str] = (),
+    meta_data: str | None = None,
+) -> Conversation:
+    """Stage a PRIVATE conversation, its first message, the sender's inbox row and the fan-out."""
+    resolved = resolve(session, refs)
+    if not has_any_recipient(session, resolved):
+        raise Conflict("No recipients selected.")
+    return start_conversation(
+        session,
+        sender=sender,
+        subject=subject,
+        text=text,
+        resolved=resolved,
+        attachments=attachments,
+        meta_data=meta_data,
+    )
+
+
+def start_conversation(
+    session: Session,
+    *,
+    sender: Principal | None,
+    subject: str,
+    text: str,
+    resolved: Resolved,
+    message_type: MessageType = MessageType.PRIVATE,
+    status: ConversationStatus = ConversationStatus.NONE,
+    priority: str = "NONE",
+    attachments: Sequence[str] = (),
+    meta_data: str | None = None,
+) -> Conversation:
+    """Stage a conversation of any type with its first message and outbox event. No commit."""
+    now = utcnow()
+    sender_id = sender.id if sender else None
+    conversation = Conversation(
+        subject=subject,
+        message_type=message_type.value,
+        status=status.value,
+        priority=priority,
+        last_sender_id=sender_id,
+        created_by_id=sender_id,
+        last_message=now,
+        message_count=1,
+        created=now,
+        last_updated=now,
+    )
+    session.add(conversation)
+    session.flush()
+    message = Message(
+        conversation_id=conversation.id,
+        sender_id=sender_id,
+        text=text,
+        meta_data=meta_data,
+        created=now,
+        last_updated=now,
+    )
+    session.add(message)
+    session.flush()
+    if sender is not None and attachments:
+        link_attachments(session, sender, message, attachments)
+    if sender_id is not None:
+        # The sender always takes part, read (DHIS2 MessageServiceTest.testSendMessage).
+        session.add(UserMessage(conversation_id=conversation.id, user_id=sender_id, read=True, last_message=now))
+    outbox.stage(
+        session,
+        outbox.CONVERSATION_CREATED,
+        {
+            "conversation_id": conversation.id,
+            "message_id": message.id,
+            "sender_id": sender_id,
+            **resolved.payload(),
+        },
+    )
+    return conversation
+
+
+def reply(
+    session: Session,
+    *,
+    actor: Principal,
+    conversation_uid: str,
+    text: str,
+    internal: bool = False,
+    attachments: Sequence[str] = (),
+    meta_data: str | None = None,
+) -> Conversation:
+    """Stage a reply: the message, the replier's inbox order, and the fan-out of unread flags."""
+    conversation = get_by_uid(session, conversation_uid)
+    if conversation is None:
+        raise NotFound(f"Message conversation does not exist: {conversation_uid}")
+    if internal and not is_ticket_manager(session, actor):
+        raise Forbidden("Not authorized to send internal messages")
+    check_access(session, actor, [conversation], "Not authorized to send messages to this conversation.")
+    if not text:
+        raise BadRequest("Required request body is missing")
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,
+        sender_id=actor.id,
+        text=text,
+        internal=internal,
+        meta_data=meta_data,
+        created=now,
+        last_updated=now,
+    )
+    session.add(message)
+    session.flush()
+    link_attachments(session, actor, message, attachments)
+    if not internal:
+        # Internal messages leave the public summary alone, so they never leak (DECISIONS #9).
+        conversation.last_message = now
+        conversation.last_sender_id = actor.id
+        conversation.message_count += 1
+    conversation.last_updated = now
+    session.execute(
+        update(UserMessage)
+        .where(UserMessage.conversation_id == conversation.id, UserMessage.user_id == actor.id)
+        .values(last_message=now)
+    )
+    outbox.stage(
+        session,
+        outbox.MESSAGE_REPLIED,
+        {
+            "conversation_id": conversation.id,
+            "message_id": message.id,
+            "replier_id": actor.id,
+            "internal": internal,
+        },
+    )
+    return conversation
+
+
+def add_recipients(session: Session, *, actor: Principal, conversation_uid: str, refs: RecipientRefs) -> None:
+    """Stage new participants (unread); nobody is notified (DECISIONS #15)."""
+    conversation = get_by_uid(session, conversation_uid)
+    if conversation is None:
+        raise NotFound(f"Message conversation does not exist: {conversation_uid}")
+    check_access(session, actor, [conversation], "Not authorized to change recipients in this conversation.")
+    resolved = resolve(session, refs)
+    if resolved.user_ids or resolved.group_ids or resolved.org_unit_ids:
+        outbox.stage(
+            session,
+            outbox.RECIPIENTS_ADDED,
+            {"conversation_id": conversation.id, **resolved.payload()},
+        )
+
+
+def _target_user(session: Session, actor: Principal, target_uid: str | None, message: str) -> int:
+    if not target_uid or target_uid == actor.uid:
+        return actor.id
+    user = user_by_uid(session, target_uid)
+    if user is None:
+        raise NotFound(message.format(uid=target_uid))
+    return user.id
+
+
+def _conversations(session: Session, uids: Sequence[str]) -> list[Conversation]:
+    found: list[Conversation] = []
+    for part in chunks(list(dict.fromkeys(uids))):
+        found.extend(session.scalars(select(Conversation).where(Conversation.uid.in_(part))))
+    order = {uid: i for i, uid in enumerate(uids)}
+    return sorted(found, key=lambda c: order[c.uid])
+
+
+def mark_read(
+    session: Session, *, actor: Principal, uids: Sequence[str], target_uid: str | None, read: bool
+) -> list[str]:
+    """Set the target user's read flag; return the UIDs whose flag changed (DECISIONS #7)."""
+    target = _target_user(session, actor, target_uid, "No user with uid: {uid}")
+    conversations = _conversations(session, uids)
+    if not conversations:
+        raise NotFound("No MessageConversations found for the given IDs.")
+    check_access(
+        session,
+        actor,
+        conversations,
+        "Not authorized to change read property of this conversation.",
+        acting_for_other=target != actor.id,
+    )
+    changed = _set_flag(session, target, conversations, "read", read)
+    return [c.uid for c in conversations if c.id in changed]
+
+
+def set_follow_up(
+    session: Session, *, actor: Principal, uids: Sequence[str], target_uid: str | None, follow_up: bool
+) -> list[str]:
+    """Set the target user's follow-up flag; return every UID found (DHIS2)."""
+    target = _target_user(session, actor, target_uid, "No user with uid: {uid}")
+    conversations = _conversations(session, uids)
+    if not conversations:
+        raise NotFound("No MessageConversations found for the given UIDs")
+    word = "followups" if follow_up else "unfollowups"
+    check_access(
+        session,
+        actor,
+        conversations,
+        f"Not authorized to change {word} in this conversation.",
+        acting_for_other=target != actor.id,
+    )
+    _set_flag(session, target, conversations, "follow_up", follow_up)
+    return [c.uid for c in conversations]
+
+
+def _set_flag(session: Session, user_id: int, conversations: Sequence[Conversation], flag: str, value: bool) -> set[int]:
+    column = getattr(UserMessage, flag)
+    changed: set[int] = set()
+    for part in chunks([c.id for c in conversations]):
+        result = session.execute(
+            update(UserMessage)
+            .where(UserMessage.user_id == user_id, UserMessage.conversation_id.in_(part), column != value)
+            .values({flag: value})
+            .returning(UserMessage.conversation_id)
+        )
+        changed.update(result.scalars())
+    return changed
+
+
+def remove_participant(session: Session, *, actor: Principal, conversation_uid: str, user_uid: str) -> list[str]:
+    """Remove a user from a conversation; answer the removed user's UID (DECISIONS #4)."""
+    target = _target_user(session, actor, user_uid, "No user with uid: {uid}")
+    conversation = get_by_uid(session, conversation_uid)
+    if conversation is None:
+        raise NotFound(f"No messageConversation with uid: {conversation_uid}")
+    check_access(
+        session,
+        actor,
+        [conversation],
+        "Not authorized to remove assigned users to this conversation.",
+        acting_for_other=target != actor.id,
+    )
+    result = session.execute(
+        delete(UserMessage).where(UserMessage.conversation_id == conversation.id, UserMessage.user_id == target)
+    )
+    return [user_uid if user_uid else actor.uid] if result.rowcount else []
+
+
+def remove_batch(session: Session, *, actor: Principal, uids: Sequence[str], target_uid: str | None) -> list[str]:
+    """Remove the target user from several conversations; answer those actually left (DECISIONS #5)."""
+    target = _target_user(session, actor, target_uid, "User does not exist: {uid}")
+    conversations = _conversations(session, uids)
+    if not conversations:
+        raise NotFound("No MessageConversations found for the given UIDs.")
+    check_access(
+        session,
+        actor,
+        conversations,
+        "Not authorized to remove assigned users to this conversation.",
+        acting_for_other=target != actor.id,
+    )
+    removed: set[int] = set()
+    for part in chunks([c.id for c in conversations]):
+        result = session.execute(
+            delete(UserMessage)
+            .where(UserMessage.user_id == target, UserMessage.conversation_id.in_(part))
+            .returning(UserMessage.conversation_id)
+        )
+        removed.update(result.scalars())
+    return [c.uid for c in conversations if c.id in removed]

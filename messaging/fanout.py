@@ -1,0 +1,173 @@
+"""Carry out outbox events: expand recipients into inbox rows with set-based SQL.
+
+Every statement is idempotent (ON CONFLICT DO NOTHING on (conversation, user), guarded
+updates), and the event is marked done in the same transaction as its effects, so running an
+event twice, or after a crash half-way, is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Text,
+    cast,
+    Select,
+    and_,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+    union,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from messaging import outbox
+from messaging.directory import FEEDBACK_RECIPIENTS_KEY, MANAGE_TICKETS, SUPER_AUTHORITY
+from messaging.models import (
+    Conversation,
+    Message,
+    OutboxEvent,
+    SystemSetting,
+    User,
+    UserGroup,
+    UserGroupMember,
+    UserMessage,
+    UserOrgUnit,
+    UserRole,
+    UserRoleMember,
+    utcnow,
+)
+
+# Called after an event's inbox work, in the same transaction: email/SMS deliveries hook in here.
+NotificationHook = Callable[[Connection, OutboxEvent], None]
+
+
+def recipients_select(users: list[int], groups: list[int], org_units: list[int]) -> Select[Any] | None:
+    """SELECT user_id over direct users, group members and org unit members (de-duplicated)."""
+    parts: list[Select[Any]] = []
+    if users:
+        parts.append(select(User.id.label("user_id")).where(User.id.in_(users)))
+    if groups:
+        parts.append(select(UserGroupMember.user_id).where(UserGroupMember.group_id.in_(groups)))
+    if org_units:
+        parts.append(select(UserOrgUnit.user_id).where(UserOrgUnit.org_unit_id.in_(org_units)))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return select(union(*parts).subquery().c.user_id)
+
+
+def _insert_ignore(conn: Connection) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(UserMessage)
+
+
+def add_participants(
+    conn: Connection, conversation_id: int, recipients: Select[Any], last_message: Any
+) -> int:
+    """Give every recipient an unread inbox row; existing participants are untouched."""
+    source = recipients.subquery()
+    rows = select(
+        literal(conversation_id).label("conversation_id"),
+        source.c.user_id,
+        false().label("read"),
+        false().label("follow_up"),
+        literal(last_message).label("last_message"),
+    ).select_from(source)
+    statement = (
+        _insert_ignore(conn)
+        .from_select(["conversation_id", "user_id", "read", "follow_up", "last_message"], rows)
+        .on_conflict_do_nothing(index_elements=["conversation_id", "user_id"])
+    )
+    return conn.execute(statement).rowcount or 0
+
+
+def ticket_managers_clause(conn: Connection) -> Any:
+    """SQL condition on UserMessage.user_id: ALL, F_MANAGE_TICKETS, or feedback group member."""
+    role_users = (
+        select(UserRoleMember.user_id)
+        .join(UserRole, UserRole.id == UserRoleMember.role_id)
+        .where(UserRoleMember.user_id == UserMessage.user_id)
+    )
+    authorities = [SUPER_AUTHORITY, MANAGE_TICKETS]
+    # Authorities are a JSON list; match their quoted form, which works on both dialects.
+    has_authority = or_(*(cast(UserRole.authorities, Text).like(f'%"{a}"%') for a in authorities))
+    clause = exists(role_users.where(has_authority))
+    group_uid = conn.scalar(select(SystemSetting.value).where(SystemSetting.key == FEEDBACK_RECIPIENTS_KEY))
+    if group_uid:
+        clause = or_(
+            clause,
+            exists(
+                select(UserGroupMember.user_id)
+                .join(UserGroup, UserGroup.id == UserGroupMember.group_id)
+                .where(UserGroup.uid == group_uid, UserGroupMember.user_id == UserMessage.user_id)
+            ),
+        )
+    return clause
+
+
+def process_event(engine: Engine, event_id: int, notify: NotificationHook | None = None) -> bool:
+    """Carry out one outbox event; False when it was already done or does not exist."""
+    with engine.begin() as conn:
+        query = select(OutboxEvent).where(OutboxEvent.id == event_id)
+        if conn.dialect.name == "postgresql":
+            # Serialise concurrent runs of the same event (a re-enqueue racing the original).
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None or row["done_at"] is not None:
+            return False
+        event = OutboxEvent(**dict(row))
+        handler = _HANDLERS[event.kind]
+        handler(conn, event.payload)
+        if notify is not None:
+            notify(conn, event)
+        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(done_at=utcnow()))
+    return True
+
+
+def _conversation_created(conn: Connection, payload: dict[str, Any]) -> None:
+    recipients = recipients_select(payload["users"], payload["groups"], payload["org_units"])
+    if recipients is None:
+        return
+    last_message = conn.scalar(
+        select(Conversation.last_message).where(Conversation.id == payload["conversation_id"])
+    )
+    if last_message is None:  # the conversation was deleted meanwhile
+        return
+    add_participants(conn, payload["conversation_id"], recipients, last_message)
+
+
+def _message_replied(conn: Connection, payload: dict[str, Any]) -> None:
+    created = conn.scalar(select(Message.created).where(Message.id == payload["message_id"]))
+    if created is None:
+        return
+    conditions = [
+        UserMessage.conversation_id == payload["conversation_id"],
+        UserMessage.user_id != payload["replier_id"],
+        # Guard: a re-run never drags last_message back or re-marks rows a newer reply touched.
+        UserMessage.last_message < created,
+    ]
+    if payload.get("internal"):
+        conditions.append(ticket_managers_clause(conn))
+    conn.execute(
+        update(UserMessage).where(and_(*conditions)).values(read=False, last_message=created)
+    )
+
+
+def _recipients_added(conn: Connection, payload: dict[str, Any]) -> None:
+    _conversation_created(conn, payload)
+
+
+_HANDLERS: dict[str, Callable[[Connection, dict[str, Any]], None]] = {
+    outbox.CONVERSATION_CREATED: _conversation_created,
+    outbox.MESSAGE_REPLIED: _message_replied,
+    outbox.RECIPIENTS_ADDED: _recipients_added,
+}
+

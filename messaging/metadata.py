@@ -1,0 +1,292 @@
+"""DHIS2 metadata import: organisation units, user roles, users and user groups, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from messaging.ids import is_uid, new_uid
+from messaging.models import (
+    OrganisationUnit,
+    User,
+    UserGroup,
+    UserGroupMember,
+    UserOrgUnit,
+    UserRole,
+    UserRoleMember,
+)
+from messaging.passwords import hash_password
+
+KLASS = {
+    "organisationUnits": "org.hisp.dhis.organisationunit.OrganisationUnit",
+    "userRoles": "org.hisp.dhis.user.UserRole",
+    "users": "org.hisp.dhis.user.User",
+    "userGroups": "org.hisp.dhis.user.UserGroup",
+}
+ORDER = ("organisationUnits", "userRoles", "users", "userGroups")
+
+
+@dataclass
+class ObjectReport:
+    """What happened to one object, DHIS2 style."""
+
+    klass: str
+    index: int
+    uid: str | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def error(self, code: str, message: str, prop: str | None = None) -> None:
+        """Record an error against this object."""
+        report: dict[str, Any] = {"message": message, "mainKlass": self.klass, "errorCode": code}
+        if prop:
+            report["errorProperty"] = prop
+        self.errors.append(report)
+
+
+@dataclass
+class ImportReport:
+    """Counts and errors of one import."""
+
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    objects: dict[str, list[ObjectReport]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """No object had an error."""
+        return not any(r.errors for reports in self.objects.values() for r in reports)
+
+    def as_response(self) -> dict[str, Any]:
+        """The `response` part of DHIS2's import WebMessage."""
+        type_reports = []
+        totals = {"created": 0, "updated": 0, "deleted": 0, "ignored": 0, "total": 0}
+        for key in ORDER:
+            reports = self.objects.get(key, [])
+            if not reports:
+                continue
+            created, updated = self.created.get(key, 0), self.updated.get(key, 0)
+            ignored = len(reports) - created - updated
+            stats = {"created": created, "updated": updated, "deleted": 0, "ignored": ignored, "total": len(reports)}
+            for k in totals:
+                totals[k] += stats[k]
+            type_reports.append(
+                {
+                    "klass": KLASS[key],
+                    "stats": stats,
+                    "objectReports": [
+                        {"klass": r.klass, "index": r.index, "uid": r.uid, "errorReports": r.errors}
+                        for r in reports
+                        if r.errors
+                    ],
+                }
+            )
+        return {
+            "responseType": "ImportReport",
+            "status": "OK" if self.ok else "ERROR",
+            "stats": totals,
+            "typeReports": type_reports,
+        }
+
+
+class MetadataError(Exception):
+    """The payload is not an object of lists of objects."""
+
+
+def _refs(value: Any) -> list[str] | None:
+    """[{"id": ...}] -> ids; None when the key is absent; invalid entries are kept for errors."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise MetadataError("references must be lists of objects with an id")
+    return [item.get("id") if isinstance(item, Mapping) else item for item in value]
+
+
+class _Importer:
+    def __init__(self, session: Session, payload: Mapping[str, Any]) -> None:
+        self.session, self.payload, self.report = session, payload, ImportReport()
+        self.known: dict[str, set[str]] = {key: set() for key in ORDER}
+        for key in ORDER:
+            items = payload.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+                raise MetadataError(f"'{key}' must be a list of objects")
+            for item in items:
+                if is_uid(item.get("id")):
+                    self.known[key].add(item["id"])
+
+    def _exists(self, model: Any, key: str, uid: Any) -> bool:
+        if not isinstance(uid, str) or not is_uid(uid):
+            return False
+        return uid in self.known[key] or self.session.scalar(select(model.id).where(model.uid == uid)) is not None
+
+    def validate(self) -> None:
+        for key in ORDER:
+            reports = self.report.objects.setdefault(key, [])
+            for index, item in enumerate(self.payload.get(key, [])):
+                report = ObjectReport(KLASS[key], index, item.get("id"))
+                reports.append(report)
+                uid = item.get("id")
+                if uid is not None and not is_uid(uid):
+                    report.error("E4014", f"Invalid UID `{uid}` for property `{KLASS[key]}`", "id")
+                getattr(self, f"_check_{key}")(item, report)
+
+    def _check_name(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        if not isinstance(item.get("name"), str) or not item["name"].strip():
+            report.error("E4000", "Missing required property `name`.", "name")
+
+    def _check_organisationUnits(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        self._check_name(item, report)
+        parent = (item.get("parent") or {}).get("id") if isinstance(item.get("parent"), Mapping) else None
+        if parent is not None and not self._exists(OrganisationUnit, "organisationUnits", parent):
+            report.error("E5002", f"Invalid reference [{parent}] (OrganisationUnit) on object property `parent`", "parent")
+
+    def _check_userRoles(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        self._check_name(item, report)
+        authorities = item.get("authorities", [])
+        if not isinstance(authorities, list) or not all(isinstance(a, str) for a in authorities):
+            report.error("E4000", "Property `authorities` must be a list of strings.", "authorities")
+
+    def _user_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        credentials = item.get("userCredentials") if isinstance(item.get("userCredentials"), Mapping) else {}
+        merged = {**credentials, **{k: v for k, v in item.items() if k != "userCredentials"}}
+        if "userRoles" not in item and "userRoles" in credentials:
+            merged["userRoles"] = credentials["userRoles"]
+        return merged
+
+    def _check_users(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        user = self._user_fields(item)
+        existing = self._existing_user(user)
+        if existing is None and not (isinstance(user.get("username"), str) and user["username"].strip()):
+            report.error("E4000", "Missing required property `username`.", "username")
+        password = user.get("password")
+        if password is not None and (not isinstance(password, str) or not password):
+            report.error("E4000", "Property `password` must be a non-empty string.", "password")
+        for prop, model, key in (
+            ("organisationUnits", OrganisationUnit, "organisationUnits"),
+            ("userRoles", UserRole, "userRoles"),
+        ):
+            for ref in _refs(user.get(prop)) or []:
+                if not self._exists(model, key, ref):
+                    report.error("E5002", f"Invalid reference [{ref}] ({model.__name__}) on object property `{prop}`", prop)
+        username = user.get("username")
+        if isinstance(username, str) and existing is None:
+            taken = self.session.scalar(select(User.uid).where(User.username == username))
+            if taken is not None and taken != user.get("id"):
+                report.error("E4054", f"Property `username` with value `{username}` on object is already used", "username")
+
+    def _check_userGroups(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        self._check_name(item, report)
+        for ref in _refs(item.get("users")) or []:
+            if not self._exists(User, "users", ref):
+                report.error("E5002", f"Invalid reference [{ref}] (User) on object property `users`", "users")
+
+    def _existing_user(self, user: Mapping[str, Any]) -> User | None:
+        if is_uid(user.get("id")):
+            found = self.session.scalar(select(User).where(User.uid == user["id"]))
+            if found is not None:
+                return found
+        if isinstance(user.get("username"), str):
+            return self.session.scalar(select(User).where(User.username == user["username"]))
+        return None
+
+    def _upsert(self, model: Any, key: str, item: Mapping[str, Any]) -> Any:
+        uid = item.get("id") if is_uid(item.get("id")) else None
+        obj = self.session.scalar(select(model).where(model.uid == uid)) if uid else None
+        if obj is None:
+            obj = model(uid=uid or new_uid())
+            self.session.add(obj)
+            self.report.created[key] = self.report.created.get(key, 0) + 1
+        else:
+            self.report.updated[key] = self.report.updated.get(key, 0) + 1
+        return obj
+
+    def _ids(self, model: Any, uids: list[str]) -> list[int]:
+        if not uids:
+            return []
+        return list(self.session.scalars(select(model.id).where(model.uid.in_(uids))))
+
+    def write(self) -> None:
+        units = sorted(self.payload.get("organisationUnits", []), key=lambda u: _depth(u, self.payload))
+        for item in units:
+            unit = self._upsert(OrganisationUnit, "organisationUnits", item)
+            unit.name = item["name"]
+            unit.short_name = item.get("shortName") or item["name"][:50]
+            parent_uid = (item.get("parent") or {}).get("id")
+            parent = self.session.scalar(select(OrganisationUnit).where(OrganisationUnit.uid == parent_uid)) if parent_uid else None
+            unit.parent_id = parent.id if parent else None
+            unit.path = f"{parent.path if parent else ''}/{unit.uid}"
+            unit.level = (parent.level + 1) if parent else 1
+            self.session.flush()
+        for item in self.payload.get("userRoles", []):
+            role = self._upsert(UserRole, "userRoles", item)
+            role.name = item["name"]
+            role.authorities = list(item.get("authorities", []))
+        self.session.flush()
+        for raw in self.payload.get("users", []):
+            self._write_user(self._user_fields(raw))
+        for item in self.payload.get("userGroups", []):
+            group = self._upsert(UserGroup, "userGroups", item)
+            group.name = item["name"]
+            self.session.flush()
+            members = _refs(item.get("users"))
+            if members is not None:
+                self.session.execute(delete(UserGroupMember).where(UserGroupMember.group_id == group.id))
+                for user_id in dict.fromkeys(self._ids(User, members)):
+                    self.session.add(UserGroupMember(group_id=group.id, user_id=user_id))
+        self.session.flush()
+
+    def _write_user(self, item: dict[str, Any]) -> None:
+        user = self._existing_user(item)
+        if user is None:
+            user = User(uid=item["id"] if is_uid(item.get("id")) else new_uid(), username=item["username"])
+            self.session.add(user)
+            self.report.created["users"] = self.report.created.get("users", 0) + 1
+        else:
+            self.report.updated["users"] = self.report.updated.get("users", 0) + 1
+        for prop, attr in (("firstName", "first_name"), ("surname", "surname")):
+            if prop in item:
+                setattr(user, attr, str(item[prop] or ""))
+        for prop, attr in (("email", "email"), ("phoneNumber", "phone_number")):
+            if prop in item:
+                setattr(user, attr, item[prop] or None)
+        if "disabled" in item:
+            user.disabled = bool(item["disabled"])
+        if isinstance(item.get("username"), str):
+            user.username = item["username"]
+        if item.get("password"):
+            user.password_hash = hash_password(item["password"])
+        self.session.flush()
+        for prop, model, link, column in (
+            ("organisationUnits", OrganisationUnit, UserOrgUnit, "org_unit_id"),
+            ("userRoles", UserRole, UserRoleMember, "role_id"),
+        ):
+            refs = _refs(item.get(prop))
+            if refs is None:
+                continue
+            self.session.execute(delete(link).where(link.user_id == user.id))
+            for target in dict.fromkeys(self._ids(model, refs)):
+                self.session.add(link(user_id=user.id, **{column: target}))
+
+
+def _depth(unit: Mapping[str, Any], payload: Mapping[str, Any]) -> int:
+    by_id = {u.get("id"): u for u in payload.get("organisationUnits", [])}
+    depth, seen, current = 0, set(), unit
+    while isinstance(current.get("parent"), Mapping) and current["parent"].get("id") in by_id:
+        parent_id = current["parent"]["id"]
+        if parent_id in seen:
+            break
+        seen.add(parent_id)
+        current, depth = by_id[parent_id], depth + 1
+    return depth
+
+
+def import_metadata(session: Session, payload: Mapping[str, Any]) -> ImportReport:
+    """Validate every object, then create or update them all. No commit; nothing staged on error."""
+    importer = _Importer(session, payload)
+    importer.validate()
+    if importer.report.ok:
+        importer.write()
+    return importer.report

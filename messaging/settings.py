@@ -1,0 +1,136 @@
+"""Herald's configuration, read from the environment once by a composition root.
+
+Every key is documented in docs/configuration.md. Unknown ``HERALD_*`` keys and malformed
+values stop start-up with a message that names the key (``SettingsError``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """The environment holds an unknown or malformed configuration key."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """All of Herald's settings. Units are in the names; secrets are SecretStr."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, frozen=True)
+
+    # --- core (issue 2) ---
+    database_url: str = Field(default="sqlite:///./herald.db", validation_alias=_env("DATABASE_URL"))
+    broker_url: str = Field(default="", validation_alias=_env("BROKER_URL"))
+    broker_namespace: str = Field(default="herald", validation_alias=_env("HERALD_BROKER_NAMESPACE"))
+    base_url: str | None = Field(default=None, validation_alias=_env("HERALD_BASE_URL"))
+    admin_password: SecretStr | None = Field(default=None, validation_alias=_env("HERALD_ADMIN_PASSWORD"))
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAX_BODY_BYTES"))
+    outbox_poll_s: float = Field(default=0.1, gt=0, le=60, validation_alias=_env("HERALD_OUTBOX_POLL_S"))
+    outbox_stale_s: float = Field(default=30.0, gt=0, validation_alias=_env("HERALD_OUTBOX_STALE_S"))
+    outbox_batch: int = Field(default=500, ge=1, le=10000, validation_alias=_env("HERALD_OUTBOX_BATCH"))
+    worker_threads: int = Field(default=4, ge=1, le=64, validation_alias=_env("HERALD_WORKER_THREADS"))
+    auth_cache_s: float = Field(default=300.0, ge=0, validation_alias=_env("HERALD_AUTH_CACHE_S"))
+    log_level: str = Field(default="INFO", validation_alias=_env("HERALD_LOG_LEVEL"))
+
+    # --- email and SMS (issue 3) ---
+    smtp_url: SecretStr | None = Field(default=None, validation_alias=_env("SMTP_URL"))
+    email_from: str = Field(default="no-reply@localhost", validation_alias=_env("HERALD_EMAIL_FROM"))
+    app_title: str = Field(default="DHIS 2", validation_alias=_env("HERALD_APP_TITLE"))
+    smtp_connections: int = Field(default=4, ge=1, le=64, validation_alias=_env("HERALD_SMTP_CONNECTIONS"))
+    smtp_timeout_s: float = Field(default=30.0, gt=0, validation_alias=_env("HERALD_SMTP_TIMEOUT_S"))
+    twilio_account_sid: str | None = Field(default=None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_from_number: str | None = Field(default=None, validation_alias=_env("TWILIO_FROM_NUMBER"))
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, validation_alias=_env("TWILIO_MESSAGING_SERVICE_SID")
+    )
+    twilio_api_base_url: str | None = Field(default=None, validation_alias=_env("TWILIO_API_BASE_URL"))
+    sms_rate_per_s: float = Field(default=10.0, gt=0, validation_alias=_env("HERALD_SMS_RATE"))
+    max_attempts: int = Field(default=8, ge=1, le=100, validation_alias=_env("HERALD_MAX_ATTEMPTS"))
+
+    # --- browser app hosting (issue 4) ---
+    apps_dir: Path = Field(default=Path("./herald-apps"), validation_alias=_env("HERALD_APPS_DIR"))
+    max_app_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAX_APP_BYTES"))
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=0, validation_alias=_env("HERALD_SESSION_TTL_S"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.split("+")[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"redis", "rediss", "amqp", "amqps"}:
+            raise ValueError("must be empty, redis://... or amqp://...")
+        return value
+
+    @field_validator("base_url", "twilio_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+            raise ValueError("must be smtp://[user:pass@]host:port or smtps://...")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @property
+    def in_process_workers(self) -> bool:
+        """True when no broker is configured: the API process runs the workers too."""
+        return not self.broker_url
+
+
+def known_keys() -> set[str]:
+    """Every environment key Herald reads."""
+    keys: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            keys.update(str(choice) for choice in alias.choices)
+    return keys
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise SettingsError naming the offending key."""
+    env = dict(os.environ if environ is None else environ)
+    unknown = sorted(k for k in env if k.startswith("HERALD_") and k not in known_keys())
+    if unknown:
+        raise SettingsError(f"unknown configuration key {unknown[0]} (see docs/configuration.md)")
+    values = {k: v for k, v in env.items() if k in known_keys()}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        raise SettingsError(f"invalid value for {key}: {error['msg']}") from None
