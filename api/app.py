@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,16 +23,38 @@ from messaging.errors import HeraldError, Unauthorized
 from messaging.settings import Settings
 
 log = logging.getLogger("herald.api")
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(config: Settings, *, engine: Engine | None = None) -> FastAPI:
-    """Build the API for these settings (and an engine, when the caller owns one)."""
+def create_app(
+    config: Settings,
+    *,
+    engine: Engine | None = None,
+    on_commit: Callable[[], None] | None = None,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """Build the API for these settings.
+
+    `engine`: share the caller's engine. `on_commit`: called after every commit (the in-process
+    relay wakes up at once instead of at its next poll). `lifespan`: start and stop what the
+    composition root runs beside the app.
+    """
     engine = engine or make_engine(config.database_url)
-    app = FastAPI(title="Herald", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app = FastAPI(
+        title="Herald",
+        version="0.1.0",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    sessions = make_sessionmaker(engine)
+    if on_commit is not None:
+        event.listen(sessions, "after_commit", lambda _session: on_commit())
     app.state.herald = HeraldState(
         settings=config,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         authenticator=Authenticator(cache_s=config.auth_cache_s),
     )
     for module in (message_conversations, directory, settings, metadata, system):

@@ -20,6 +20,7 @@ from sqlalchemy import (
     exists,
     false,
     literal,
+    true,
     or_,
     select,
     union,
@@ -81,6 +82,8 @@ def add_participants(
         false().label("follow_up"),
         literal(last_message).label("last_message"),
     ).select_from(source)
+    # SQLite cannot parse INSERT ... SELECT ... ON CONFLICT unless the SELECT has a WHERE.
+    rows = rows.where(true())
     statement = (
         _insert_ignore(conn)
         .from_select(["conversation_id", "user_id", "read", "follow_up", "last_message"], rows)

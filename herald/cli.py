@@ -1,0 +1,135 @@
+"""The `herald` command: serve, worker, db upgrade, import. A composition root over api and workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from messaging.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="Herald: DHIS2 messageConversations API and notification delivery workers.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+log = logging.getLogger("herald")
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        typer.echo(f"herald: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo data (idempotent).")] = False,
+) -> None:
+    """Upgrade the database and serve the API; with no BROKER_URL, run the workers in-process too."""
+    import uvicorn
+
+    from api.app import create_app
+    from messaging.bootstrap import ensure_admin
+    from messaging.db import make_engine, make_sessionmaker
+    from messaging.demo import load_demo
+    from messaging.migrate import upgrade
+    from workers.runtime import InProcessFleet, build_runtime
+
+    settings = _settings()
+    engine = make_engine(settings.database_url, pool_size=20)
+    upgrade(engine)
+    with make_sessionmaker(engine)() as session:
+        if demo:
+            load_demo(session)
+        generated = ensure_admin(session, settings.admin_password.get_secret_value() if settings.admin_password else None)
+        session.commit()
+    if generated:
+        typer.echo(f"Created user 'admin' with password: {generated}  (shown once; set HERALD_ADMIN_PASSWORD to choose)")
+    fleet = None
+    wake = None
+    if settings.in_process_workers:
+        fleet = InProcessFleet(build_runtime(settings, engine=engine))
+        fleet.start()
+        wake = fleet.runtime.relay.wake
+    web = create_app(settings, engine=engine, on_commit=wake)
+    typer.echo(f"Herald on http://{host}:{port}/api (workers: {'in-process' if fleet else settings.broker_url})")
+    try:
+        uvicorn.run(web, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
+    finally:
+        if fleet is not None:
+            fleet.stop()
+
+
+@app.command()
+def worker(
+    processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    threads: Annotated[int, typer.Option(help="Threads per process.")] = 8,
+) -> None:
+    """Run the Dramatiq worker fleet for BROKER_URL (each process also runs the outbox relay)."""
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    settings = _settings()
+    if not settings.broker_url:
+        typer.echo("herald: worker needs BROKER_URL (redis://... or amqp://...)", err=True)
+        raise typer.Exit(2)
+    args = make_argument_parser().parse_args(
+        ["workers.entry", "--processes", str(processes), "--threads", str(threads)]
+    )
+    raise typer.Exit(dramatiq_main(args) or 0)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to DATABASE_URL."""
+    from messaging.db import make_engine
+    from messaging.migrate import upgrade
+
+    upgrade(make_engine(_settings().database_url))
+    typer.echo("database is up to date")
+
+
+@app.command("import")
+def import_file(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+    """Import DHIS2 metadata from a JSON file (same as POST /api/metadata)."""
+    from messaging.db import make_engine, make_sessionmaker
+    from messaging.metadata import MetadataError, import_metadata
+    from messaging.migrate import upgrade
+
+    settings = _settings()
+    try:
+        payload = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        typer.echo(f"herald: {file} is not JSON: {exc}", err=True)
+        raise typer.Exit(1) from None
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with make_sessionmaker(engine)() as session:
+        try:
+            report = import_metadata(session, payload if isinstance(payload, dict) else {})
+        except MetadataError as exc:
+            typer.echo(f"herald: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps(report.as_response(), indent=2))
+        if not report.ok:
+            session.rollback()
+            raise typer.Exit(1)
+        session.commit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="herald")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Worker process entry point for the Dramatiq CLI (`herald worker` runs it).
+
+This module is a composition root: it reads the settings once, at import, because the Dramatiq
+CLI imports it in every worker process and takes the global broker from it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+
+from messaging.settings import load_settings
+from workers.runtime import build_runtime
+
+settings = load_settings()
+logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+if not settings.broker_url:
+    raise SystemExit("herald worker needs BROKER_URL (redis://... or amqp://...); `herald serve` runs workers in-process")
+runtime = build_runtime(settings)
+dramatiq.set_broker(runtime.broker)
+broker = runtime.broker

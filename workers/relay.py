@@ -1,0 +1,73 @@
+"""The outbox relay and sweeper: moves committed outbox events onto the broker.
+
+It claims due events (never enqueued, or enqueued longer ago than HERALD_OUTBOX_STALE_S and
+still not done) and sends one message per event. A lost broker message, an emptied Redis or a
+killed worker therefore only delays an event by the stale limit; actors are idempotent, so a
+duplicate is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from messaging import outbox
+
+log = logging.getLogger("herald.relay")
+
+Send = Callable[[int], None]
+
+
+class Relay:
+    """Polls the outbox and hands due events to `send`; runs in a daemon thread."""
+
+    def __init__(self, engine: Engine, send: Send, *, poll_s: float, stale_s: float, batch: int) -> None:
+        self.engine, self.send = engine, send
+        self.poll_s, self.stale_s, self.batch = poll_s, stale_s, batch
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        """Claim and send one batch; return how many events were sent."""
+        claimed = outbox.claim_due(self.engine, limit=self.batch, stale_s=self.stale_s)
+        sent: list[int] = []
+        try:
+            for event in claimed:
+                self.send(event.id)
+                sent.append(event.id)
+        except Exception:
+            # The broker refused: let the unsent events go again on the next pass.
+            log.exception("broker refused outbox events; will retry")
+            outbox.release(self.engine, [e.id for e in claimed if e.id not in sent])
+        return len(sent)
+
+    def wake(self) -> None:
+        """Run the next pass now (used in-process right after a commit)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                count = self.run_once()
+            except Exception:
+                log.exception("outbox relay pass failed")
+                count = 0
+            if count < self.batch:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+
+    def start(self) -> None:
+        """Start the relay thread."""
+        self._thread = threading.Thread(target=self._loop, name="herald-outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the relay thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)

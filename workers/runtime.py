@@ -1,0 +1,93 @@
+"""The worker fleet's composition: broker, actors and relay built from one Settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+from sqlalchemy import Engine
+
+from messaging import fanout, outbox
+from messaging.db import make_engine
+from messaging.settings import Settings
+from workers.broker import build_broker, queue_name
+from workers.relay import Relay
+
+log = logging.getLogger("herald.workers")
+
+
+@dataclass
+class Runtime:
+    """Everything a worker process (or the in-process fleet) needs."""
+
+    settings: Settings
+    engine: Engine
+    broker: dramatiq.Broker
+    relay: Relay
+    actors: dict[str, dramatiq.Actor[Any, Any]] = field(default_factory=dict)
+
+
+class RelayMiddleware(Middleware):
+    """Runs the outbox relay in every worker process while its worker is up."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.relay.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.relay.stop()
+
+
+def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: dramatiq.Broker | None = None) -> Runtime:
+    """Declare Herald's actors on a broker for these settings."""
+    engine = engine or make_engine(settings.database_url, pool_size=settings.worker_threads + 2)
+    broker = broker or build_broker(settings)
+
+    def process_outbox(event_id: int) -> None:
+        """Carry out one outbox event (idempotent: a done event is skipped)."""
+        try:
+            fanout.process_event(engine, event_id)
+        except Exception as exc:
+            outbox.record_failure(engine, event_id, f"{type(exc).__name__}: {exc}")
+            raise
+
+    outbox_actor = dramatiq.actor(
+        process_outbox,
+        broker=broker,
+        actor_name="herald.process_outbox",
+        queue_name=queue_name(settings, "outbox"),
+        max_retries=5,
+        min_backoff=500,
+        max_backoff=30_000,
+    )
+    relay = Relay(
+        engine,
+        lambda event_id: outbox_actor.send(event_id),
+        poll_s=settings.outbox_poll_s,
+        stale_s=settings.outbox_stale_s,
+        batch=settings.outbox_batch,
+    )
+    broker.add_middleware(RelayMiddleware(relay))
+    return Runtime(settings=settings, engine=engine, broker=broker, relay=relay, actors={"outbox": outbox_actor})
+
+
+class InProcessFleet:
+    """Workers and relay inside the API process (BROKER_URL empty): one command, a whole system."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.worker = dramatiq.Worker(runtime.broker, worker_threads=runtime.settings.worker_threads, worker_timeout=100)
+
+    def start(self) -> None:
+        """Start the worker threads (the relay starts with them)."""
+        self.worker.start()
+        log.info("in-process workers started (%d threads)", self.runtime.settings.worker_threads)
+
+    def stop(self) -> None:
+        """Stop workers and relay."""
+        self.worker.stop()
