@@ -145,7 +145,7 @@ class EmailChannel:
         from_name = f"{self._title} message [No reply]"
         self._from_header = formataddr((from_name, sender.addr_spec), charset="utf-8")
         self._timeout_s = timeout_s
-        self._idle: asyncio.Queue[SMTP] = asyncio.Queue()
+        self._idle: asyncio.LifoQueue[SMTP] = asyncio.LifoQueue()
         for _ in range(connections):
             self._idle.put_nowait(self._new_client(local_hostname))
         self._size = connections
