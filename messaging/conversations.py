@@ -406,7 +406,7 @@ def remove_participant(session: Session, *, actor: Principal, conversation_uid: 
     result = session.execute(
         delete(UserMessage).where(UserMessage.conversation_id == conversation.id, UserMessage.user_id == target)
     )
-    return [user_uid if user_uid else actor.uid] if result.rowcount else []
+    return [user_uid if user_uid else actor.uid] if getattr(result, "rowcount", 0) else []
 
 
 def remove_batch(session: Session, *, actor: Principal, uids: Sequence[str], target_uid: str | None) -> list[str]:

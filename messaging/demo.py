@@ -12,7 +12,7 @@ from messaging.directory import FEEDBACK_RECIPIENTS_KEY, set_system_setting
 from messaging.metadata import import_metadata
 from messaging.models import Conversation, Message, MessageType, User, UserMessage, utcnow
 
-PASSWORD = "district"
+PASSWORD = "district"  # noqa: S105 - the demo password the DHIS2 doc uses
 ADMIN, MOBILE = "xE7jOejl9FI", "PhzytPW3g2J"
 FEEDBACK_GROUP = "QYrzIjSfI8z"
 

@@ -13,16 +13,16 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Text,
-    cast,
     Select,
+    Text,
     and_,
+    cast,
     exists,
     false,
     literal,
-    true,
     or_,
     select,
+    true,
     union,
     update,
 )
@@ -102,7 +102,7 @@ def ticket_managers_clause(conn: Connection) -> Any:
     authorities = [SUPER_AUTHORITY, MANAGE_TICKETS]
     # Authorities are a JSON list; match their quoted form, which works on both dialects.
     has_authority = or_(*(cast(UserRole.authorities, Text).like(f'%"{a}"%') for a in authorities))
-    clause = exists(role_users.where(has_authority))
+    clause: Any = exists(role_users.where(has_authority))
     group_uid = conn.scalar(select(SystemSetting.value).where(SystemSetting.key == FEEDBACK_RECIPIENTS_KEY))
     if group_uid:
         clause = or_(

@@ -96,7 +96,7 @@ class MetadataError(Exception):
     """The payload is not an object of lists of objects."""
 
 
-def _refs(value: Any) -> list[str] | None:
+def _refs(value: Any) -> list[Any] | None:
     """[{"id": ...}] -> ids; None when the key is absent; invalid entries are kept for errors."""
     if value is None:
         return None
@@ -150,7 +150,8 @@ class _Importer:
             report.error("E4000", "Property `authorities` must be a list of strings.", "authorities")
 
     def _user_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        credentials = item.get("userCredentials") if isinstance(item.get("userCredentials"), Mapping) else {}
+        raw = item.get("userCredentials")
+        credentials: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         merged = {**credentials, **{k: v for k, v in item.items() if k != "userCredentials"}}
         if "userRoles" not in item and "userRoles" in credentials:
             merged["userRoles"] = credentials["userRoles"]

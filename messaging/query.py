@@ -69,7 +69,7 @@ class Kind(Enum):
 class Property:
     """A filterable/sortable property: its SQL expression and value kind."""
 
-    expression: ColumnElement[Any]
+    expression: Any  # a column, mapped attribute or SQL expression
     kind: Kind
     enum_values: frozenset[str] = frozenset()
     sortable: bool = True
@@ -157,7 +157,7 @@ def order_clauses(props: Mapping[str, Property], orders: Sequence[Order]) -> lis
     return clauses
 
 
-def text_match(expr: ColumnElement[str], op: str, query: str) -> ColumnElement[bool]:
+def text_match(expr: Any, op: str, query: str) -> ColumnElement[bool]:
     """The `queryString` predicate: `expr <op> query` for any filter operator (default token)."""
     return _predicate(Property(expr, Kind.STRING), op, query, "queryString")
 

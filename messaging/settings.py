@@ -129,7 +129,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"unknown configuration key {unknown[0]} (see docs/configuration.md)")
     values = {k: v for k, v in env.items() if k in known_keys()}
     try:
-        return Settings(**values)
+        return Settings.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0]) if error["loc"] else "?"

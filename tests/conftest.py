@@ -169,10 +169,11 @@ def pg_server(pg_url: str, pg_engine: Engine) -> Iterator[LiveServer]:
         yield live
 
 
-def reset_with_demo(live: LiveServer) -> None:
-    """Empty the server's tables and load the demo data."""
-    truncate_all(live.engine)
-    with live.session() as session:
+def reset_with_demo(target: LiveServer | Engine) -> None:
+    """Empty the tables of a server (or engine) and load the demo data."""
+    engine = target if isinstance(target, Engine) else target.engine
+    truncate_all(engine)
+    with make_sessionmaker(engine)() as session:
         load_demo(session)
         session.commit()
 

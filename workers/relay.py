@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -18,7 +19,7 @@ from messaging import outbox
 
 log = logging.getLogger("herald.relay")
 
-Send = Callable[[int], None]
+Send = Callable[[int], Any]
 
 
 class Relay:

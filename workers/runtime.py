@@ -56,15 +56,14 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
             outbox.record_failure(engine, event_id, f"{type(exc).__name__}: {exc}")
             raise
 
-    outbox_actor = dramatiq.actor(
-        process_outbox,
+    outbox_actor: dramatiq.Actor[[int], None] = dramatiq.actor(
         broker=broker,
         actor_name="herald.process_outbox",
         queue_name=queue_name(settings, "outbox"),
         max_retries=5,
         min_backoff=500,
         max_backoff=30_000,
-    )
+    )(process_outbox)
     relay = Relay(
         engine,
         lambda event_id: outbox_actor.send(event_id),
