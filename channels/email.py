@@ -1,10 +1,13 @@
 """Email delivery over SMTP (aiosmtplib) through a small pool of reused connections.
 
 aiosmtplib has neither a pool nor pipelining, so concurrency means several connections:
-``smtp_connections`` clients wait in an ``asyncio.Queue``; a send takes one (so at most
-that many sends run at once), connects it when it is not connected, and puts it back. A
-pooled connection the server dropped while idle is reopened once and the send goes on:
-nothing was sent on it, so this cannot deliver twice.
+``smtp_connections`` clients wait in an ``asyncio.LifoQueue``; a send takes one (so at most
+that many sends run at once), connects it when it is not connected, and puts it back. LIFO
+hands out the most recently used, still open connection first: a quiet channel keeps one
+connection, a busy one opens up to the pool size. A pooled connection found dropped at MAIL
+FROM (or answering 421 there) is reopened once and the send goes on: nothing of the message
+was sent on it, so this cannot deliver twice. ``smtp://`` is plain unless ``?starttls=true``
+(then STARTTLS is required); ``smtps://`` is TLS from the first byte.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import html
 import secrets
 from dataclasses import dataclass, field
 from email.charset import QP, Charset
+from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
 from email.mime.multipart import MIMEMultipart
@@ -34,7 +38,12 @@ from aiosmtplib import (
 )
 
 from channels.base import ChannelLimits, Envelope, Receipt
-from channels.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
+from channels.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnknownOutcomeError,
+)
 
 # The compat32 MIME classes build a message in ~0.25 ms where EmailMessage's header registry
 # takes ~0.8-1.2 ms (measured): the client CPU is the ceiling of an SMTP fleet (PITFALLS).
@@ -45,6 +54,8 @@ _POLICY = email.policy.compat32.clone(linesep="\r\n", mangle_from_=False)
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 _MAX_LINE = 998  # RFC 5321 4.5.3.1.6, without the CRLF
+# What the email package raises for a malformed address (defects are ValueErrors).
+_MALFORMED = (ValueError, IndexError, HeaderParseError)
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
@@ -135,7 +146,7 @@ class EmailChannel:
             raise ValueError("HERALD_SMTP_TIMEOUT_S must be positive")
         try:
             sender = Address(addr_spec=email_from)
-        except (ValueError, IndexError):  # the email package raises both for malformed input
+        except _MALFORMED:
             raise ValueError("HERALD_EMAIL_FROM is not an email address") from None
         self.limits = ChannelLimits(max_text_length=None)
         self.server = server
@@ -191,9 +202,10 @@ class EmailChannel:
         client = await self._idle.get()
         try:
             await self._transmit(client, recipient, payload)
+        except DeliveryError:
+            raise  # _transmit left the connection reset (RSET) or closed
         except BaseException:
-            # A failed or cancelled transaction leaves the session in an unknown state.
-            client.close()
+            client.close()  # cancelled or unexpected mid-transaction: the session state is unknown
             raise
         finally:
             self._idle.put_nowait(client)
@@ -245,8 +257,9 @@ class EmailChannel:
                 raise TransientDeliveryError(
                     f"SMTP {exc.code} on MAIL FROM: {exc.message}", f"smtp-{exc.code}"
                 ) from exc
-            except (SMTPException, OSError) as exc:
-                raise TransientDeliveryError(f"SMTP server {self.server} failed: {exc}") from exc
+            except (SMTPException, OSError) as exc:  # timeouts; aiosmtplib closes on those
+                client.close()
+                raise TransientDeliveryError(f"SMTP server {self.server} failed on MAIL FROM: {exc}") from exc
             break
         try:
             await client.rcpt(recipient)
@@ -254,13 +267,15 @@ class EmailChannel:
             await _reset(client)
             _raise_for_reply("RCPT TO", exc)
         except (SMTPException, OSError) as exc:
-            raise TransientDeliveryError(f"SMTP server {self.server} failed: {exc}") from exc
+            client.close()
+            raise TransientDeliveryError(f"SMTP server {self.server} failed on RCPT TO: {exc}") from exc
         try:
             await client.data(payload)
         except SMTPResponseException as exc:
             await _reset(client)
             _raise_for_reply("DATA", exc)
         except (SMTPTimeoutError, SMTPServerDisconnected, OSError) as exc:
+            client.close()
             raise UnknownOutcomeError(
                 f"SMTP server {self.server} went silent during DATA: the message may have been accepted",
                 "smtp-unknown",
@@ -307,7 +322,7 @@ def _recipient_address(address: str) -> str:
     """The address as an ASCII addr-spec (IDNA domain), or PermanentDeliveryError."""
     try:
         parsed = Address(addr_spec=address.strip())
-    except (ValueError, IndexError):
+    except _MALFORMED:
         raise PermanentDeliveryError("not a valid email address", "invalid-address") from None
     domain = _ascii_domain(parsed.domain)
     if not parsed.username or not domain or not parsed.username.isascii():

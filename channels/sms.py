@@ -117,9 +117,7 @@ class SmsChannel:
         self._messages = client.api.account.messages
         # A messaging service picks the sender from its pool; otherwise our one number sends.
         sender: dict[str, str] = (
-            {"messaging_service_sid": messaging_service_sid}
-            if messaging_service_sid
-            else {"from_": str(from_number)}
+            {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {"from_": str(from_number)}
         )
         if status_callback:
             sender["status_callback"] = status_callback
@@ -157,23 +155,18 @@ class SmsChannel:
         exchange = _Exchange()
         token = _EXCHANGE.set(exchange)
         try:
-            message = await self._messages.create_async(
-                to=to, body=self.limits.fit_text(envelope.text), **self._sender
-            )
+            message = await self._messages.create_async(to=to, body=self.limits.fit_text(envelope.text), **self._sender)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise _classify(exc, exchange.headers) from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:  # TimeoutError is an OSError
             if exchange.sent:
                 raise UnknownOutcomeError(
-                    f"no answer from Twilio after the request left ({type(exc).__name__}): "
-                    "the SMS may have been sent",
+                    f"no answer from Twilio after the request left ({type(exc).__name__}): the SMS may have been sent",
                     "twilio-unknown",
                 ) from exc
             if isinstance(exc, ValueError):
                 raise
-            raise TransientDeliveryError(
-                f"cannot reach Twilio: {type(exc).__name__}", "twilio-connect"
-            ) from exc
+            raise TransientDeliveryError(f"cannot reach Twilio: {type(exc).__name__}", "twilio-connect") from exc
         finally:
             _EXCHANGE.reset(token)
         return Receipt(provider_id=message.sid, status="SENT")
@@ -263,9 +256,7 @@ def _plain(values: dict[str, object] | None) -> dict[str, Any] | None:
     return None if values is None else dict(values)
 
 
-def _classify(
-    exc: TwilioRestException | TwilioServiceException, headers: Mapping[str, str] | None
-) -> DeliveryError:
+def _classify(exc: TwilioRestException | TwilioServiceException, headers: Mapping[str, str] | None) -> DeliveryError:
     status = int(exc.status)
     code = int(exc.code) if exc.code else None
     detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)

@@ -235,7 +235,15 @@ def start_conversation(
         link_attachments(session, sender, message, attachments)
     if sender_id is not None:
         # The sender always takes part, read (DHIS2 MessageServiceTest.testSendMessage).
-        session.add(UserMessage(conversation_id=conversation.id, user_id=sender_id, read=True, last_message=now))
+        session.add(
+            UserMessage(
+                conversation_id=conversation.id,
+                user_id=sender_id,
+                read=True,
+                last_message=now,
+                message_type=message_type.value,
+            )
+        )
     outbox.stage(
         session,
         outbox.CONVERSATION_CREATED,

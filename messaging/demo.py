@@ -113,6 +113,7 @@ def load_demo(session: Session) -> bool:
                     user_id=ids[participant],
                     read=participant == sender,
                     last_message=when,
+                    message_type=conversation.message_type,
                 )
             )
     session.flush()

@@ -71,7 +71,7 @@ def _insert_ignore(conn: Connection) -> Any:
 
 
 def add_participants(
-    conn: Connection, conversation_id: int, recipients: Select[Any], last_message: Any
+    conn: Connection, conversation_id: int, recipients: Select[Any], last_message: Any, message_type: str
 ) -> int:
     """Give every recipient an unread inbox row; existing participants are untouched."""
     source = recipients.subquery()
@@ -81,12 +81,13 @@ def add_participants(
         false().label("read"),
         false().label("follow_up"),
         literal(last_message).label("last_message"),
+        literal(message_type).label("message_type"),
     ).select_from(source)
     # SQLite cannot parse INSERT ... SELECT ... ON CONFLICT unless the SELECT has a WHERE.
     rows = rows.where(true())
     statement = (
         _insert_ignore(conn)
-        .from_select(["conversation_id", "user_id", "read", "follow_up", "last_message"], rows)
+        .from_select(["conversation_id", "user_id", "read", "follow_up", "last_message", "message_type"], rows)
         .on_conflict_do_nothing(index_elements=["conversation_id", "user_id"])
     )
     return conn.execute(statement).rowcount or 0
@@ -139,12 +140,14 @@ def _conversation_created(conn: Connection, payload: dict[str, Any]) -> None:
     recipients = recipients_select(payload["users"], payload["groups"], payload["org_units"])
     if recipients is None:
         return
-    last_message = conn.scalar(
-        select(Conversation.last_message).where(Conversation.id == payload["conversation_id"])
-    )
-    if last_message is None:  # the conversation was deleted meanwhile
+    row = conn.execute(
+        select(Conversation.last_message, Conversation.message_type).where(
+            Conversation.id == payload["conversation_id"]
+        )
+    ).first()
+    if row is None:  # the conversation was deleted meanwhile
         return
-    add_participants(conn, payload["conversation_id"], recipients, last_message)
+    add_participants(conn, payload["conversation_id"], recipients, row.last_message, row.message_type)
 
 
 def _message_replied(conn: Connection, payload: dict[str, Any]) -> None:

@@ -129,7 +129,7 @@ def conversation_properties() -> dict[str, q.Property]:
         "subject": subject,
         "name": subject,
         "displayName": subject,
-        "messageType": q.Property(Conversation.message_type, q.Kind.ENUM, _enum(MessageType)),
+        "messageType": q.Property(UserMessage.message_type, q.Kind.ENUM, _enum(MessageType)),
         "status": q.Property(Conversation.status, q.Kind.ENUM, _enum(ConversationStatus)),
         "priority": q.Property(Conversation.priority, q.Kind.ENUM, _enum(ConversationPriority)),
         "read": q.Property(UserMessage.read, q.Kind.BOOLEAN),
@@ -146,6 +146,8 @@ def conversation_properties() -> dict[str, q.Property]:
 
 
 PROPERTIES = conversation_properties()
+# Filters on these are answered by the inbox row alone (no join to conversations for counting).
+INBOX_ROW_PATHS = frozenset({"read", "followUp", "lastMessage", "messageType"})
 SEARCH_OPERATORS = frozenset(
     {"token", "!token", "eq", "!eq", "ne", "like", "!like", "$like", "!$like", "like$", "!like$",
      "ilike", "!ilike", "$ilike", "!$ilike", "ilike$", "!ilike$"}
@@ -181,12 +183,11 @@ def list_page(session: Session, user_id: int, params: ListParams, *, ticket_mana
         conditions.append(_search_clause(params.query_string, params.query_operator, ticket_manager))
     where = and_(*conditions)
 
-    total = session.scalar(
-        select(func.count())
-        .select_from(UserMessage)
-        .join(Conversation, Conversation.id == UserMessage.conversation_id)
-        .where(where)
-    ) or 0
+    counting = select(func.count()).select_from(UserMessage)
+    if params.query_string or any(f.path not in INBOX_ROW_PATHS for f in params.filters):
+        counting = counting.join(Conversation, Conversation.id == UserMessage.conversation_id)
+    # Without a join, the count is an index-only scan of the user's inbox rows.
+    total = session.scalar(counting.where(where)) or 0
 
     orders = q.order_clauses(PROPERTIES, params.orders) if params.orders else []
     if not orders:

@@ -237,7 +237,15 @@ class UserMessage(Base):
     """
 
     __tablename__ = "user_messages"
-    __table_args__ = (Index("ix_user_messages_user_id_last_message", "user_id", "last_message"),)
+    __table_args__ = (
+        # INCLUDE lets the inbox's counts (unread per folder) be index-only scans on PostgreSQL.
+        Index(
+            "ix_user_messages_user_id_last_message",
+            "user_id",
+            "last_message",
+            postgresql_include=["message_type", "read", "follow_up"],
+        ),
+    )
     conversation_id: Mapped[int] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
     )
@@ -245,6 +253,8 @@ class UserMessage(Base):
     read: Mapped[bool] = mapped_column(Boolean, default=False)
     follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
     last_message: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The conversation's type never changes, so folders filter and count without a join.
+    message_type: Mapped[str] = mapped_column(String(32), default=MessageType.PRIVATE.value)
 
 
 class OutboxEvent(Base):

@@ -59,6 +59,7 @@ class ReceivedMail:
     rcpt_tos: list[str]
     peer: tuple[str, int]  # the client end of the connection that carried it
     raw: bytes
+    login: str | None = None  # the SMTP AUTH user of the session, when it logged in
 
 
 class SmtpSink:
@@ -90,7 +91,9 @@ class SmtpSink:
         self._released.clear()
         kwargs: dict[str, Any] = {}
         if self.credentials is not None:
-            kwargs = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+            # AUTH offered without TLS (loopback only); not required, since aiosmtpd warns
+            # about requiring it without TLS. ``ReceivedMail.login`` shows who logged in.
+            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
         controller = Controller(self, hostname=self.hostname, port=self.port, ready_timeout=5.0, **kwargs)
         controller.start()
         self._controller = controller
@@ -218,16 +221,14 @@ class SmtpSink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         answer = await self._answer("DATA", server)
         if answer.startswith("2"):
-            raw = envelope.original_content or b""
-            if isinstance(envelope.content, bytes):
-                raw = envelope.content
-            parsed = message_from_bytes(raw, policy=email.policy.default)
+            raw = envelope.original_content or b""  # the DATA as received, dot-unstuffed
             mail = ReceivedMail(
-                message=parsed,  # type: ignore[arg-type]
+                message=message_from_bytes(raw, policy=email.policy.default),
                 mail_from=str(envelope.mail_from),
                 rcpt_tos=list(envelope.rcpt_tos),
                 peer=session.peer,  # type: ignore[arg-type]
                 raw=raw,
+                login=_login(session),
             )
             with self._lock:
                 self._messages.append(mail)
@@ -258,10 +259,14 @@ class SmtpSink:
             and auth_data.login == expected[0].encode()
             and auth_data.password == expected[1].encode()
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+
+def _login(session: Session) -> str | None:
+    data = session.auth_data if session.authenticated else None
+    return data.login.decode() if isinstance(data, LoginPassword) else None
 
 
 def _is_open(server: SMTP) -> bool:
     transport = server.transport
     return transport is not None and not transport.is_closing()
-

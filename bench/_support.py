@@ -1,0 +1,149 @@
+"""Shared plumbing for the benchmarks: scratch databases, servers in subprocesses, wrk, tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("HERALD_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("HERALD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A PostgreSQL database of this run's own, migrated, dropped afterwards."""
+    from messaging.db import make_engine
+    from messaging.migrate import upgrade
+
+    name = f"herald_bench_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    """Block until something accepts connections on the port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def process(command: Sequence[str], env: dict[str, str], port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a command (a server or a worker) for the duration of the block."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "BROKER_", "DATABASE_"))}
+    full_env.update(env)
+    proc = subprocess.Popen(list(command), env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        if port is not None:
+            wait_for_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def uvicorn_command(target: str, port: int, *, factory: bool = False) -> list[str]:
+    """uvicorn serving `target` on loopback with one process and access logs off."""
+    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+               "--no-access-log", "--log-level", "warning"]
+    return command + (["--factory"] if factory else [])
+
+
+def require_wrk() -> str:
+    """The wrk load generator (Debian package `wrk`)."""
+    path = shutil.which("wrk")
+    if not path:
+        raise SystemExit("bench needs wrk: apt-get install wrk")
+    return path
+
+
+LUA_TEMPLATE = """
+wrk.method = {method}
+wrk.body = {body}
+{headers}
+"""
+
+
+def wrk(url: str, *, method: str = "GET", body: str = "", headers: dict[str, str] | None = None,
+        connections: int = 32, duration_s: int = 10, threads: int = 2) -> dict[str, float]:
+    """Run wrk and return requests/s and latency percentiles in ms."""
+    script = Path(f"/tmp/herald-bench-{secrets.token_hex(4)}.lua")
+    header_lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items())
+    script.write_text(LUA_TEMPLATE.format(method=json.dumps(method), body=json.dumps(body), headers=header_lines))
+    try:
+        out = subprocess.run(
+            [require_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s", "--latency",
+             "-s", str(script), url],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        script.unlink(missing_ok=True)
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "90", "99"):
+        match = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+        if match:
+            value, unit = float(match.group(1)), match.group(2)
+            result[f"p{pct}_ms"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    result["errors"] = float(non2xx.group(1)) if non2xx else 0.0
+    return result
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of a few runs."""
+    return float(statistics.median(values))
+
+
+def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    """A plain aligned table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def emit(figures: dict[str, Any]) -> None:
+    """The last line: one JSON object with the figures."""
+    print(json.dumps(figures, sort_keys=True))

@@ -1,0 +1,139 @@
+"""API throughput and latency against a bare FastAPI endpoint measured in the same run.
+
+1. POST /api/messageConversations to 3 users, 32 concurrent clients (wrk), Herald vs. a bare
+   FastAPI endpoint that only validates the body: requests/s ratio (goal >= 0.3) and p99.
+2. GET /api/messageConversations?pageSize=50 for a user with 100,000 conversations: p99 (goal < 50 ms).
+
+Both servers run as one uvicorn process each on PostgreSQL; wrk generates the load. Run:
+    .venv/bin/python -m bench.api [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import sys
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+
+from bench._support import (
+    REDIS_URL,
+    emit,
+    free_port,
+    median,
+    print_table,
+    process,
+    scratch_database,
+    uvicorn_command,
+    wrk,
+)
+
+CONVERSATIONS = 100_000
+BODY = json.dumps(
+    {"subject": "Stock report", "text": "Please send the stock report.",
+     "users": [{"id": "OYLGMiazHtW"}, {"id": "N3PZBUlN8vq"}, {"id": "PhzytPW3g2J"}]}
+)
+
+
+def seed(url: str) -> None:
+    """Demo data, and a user `reader` with CONVERSATIONS conversations (COPY)."""
+    from messaging.db import make_engine, make_sessionmaker
+    from messaging.demo import load_demo
+    from messaging.metadata import import_metadata
+
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
+        load_demo(session)
+        import_metadata(session, {"users": [{"id": "ReaderUser1", "username": "reader", "password": "district",
+                                             "firstName": "Rea", "surname": "Der"}]})
+        session.commit()
+    with engine.begin() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            with cursor.copy(
+                "COPY conversations (uid, subject, message_type, status, priority, last_message, message_count, "
+                "created, last_updated, last_sender_id) FROM STDIN"
+            ) as copy:
+                start = datetime(2026, 1, 1)
+                for i in range(CONVERSATIONS):
+                    copy.write_row((f"R{i:010d}", f"Report {i}", "PRIVATE", "NONE", "NONE",
+                                    start + timedelta(seconds=i), 1, start, start, 1))
+        conn.execute(text(
+            "INSERT INTO user_messages (conversation_id, user_id, read, follow_up, last_message, message_type) "
+            "SELECT c.id, u.id, (c.id % 3 = 0), false, c.last_message, c.message_type FROM conversations c, users u "
+            "WHERE u.username = 'reader' AND c.uid LIKE 'R%'"
+        ))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a bulk load; enables index-only counts
+    engine.dispose()
+
+
+def auth(user: str) -> dict[str, str]:
+    """A Basic authorization header."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:district".encode()).decode()}
+
+
+def main() -> None:
+    """Run the benchmark and print the table and the JSON line."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with scratch_database() as url:
+        seed(url)
+        herald_port, bare_port = free_port(), free_port()
+        env = {"DATABASE_URL": url, "BROKER_URL": REDIS_URL,
+               "HERALD_BROKER_NAMESPACE": f"bench-{secrets.token_hex(3)}", "HERALD_LOG_LEVEL": "WARNING"}
+        post_headers = {"Content-Type": "application/json", **auth("admin")}
+        runs: dict[str, list[dict[str, float]]] = {"bare": [], "herald": []}
+        with process(uvicorn_command("herald.asgi:create_app_from_env", herald_port, factory=True), env, herald_port), \
+                process(uvicorn_command("bench.bare:app", bare_port), {}, bare_port):
+            # Warm both up (auth cache, connection pools).
+            wrk(f"http://127.0.0.1:{herald_port}/api/messageConversations", method="POST", body=BODY,
+                headers=post_headers, duration_s=2)
+            for _ in range(args.rounds):
+                runs["bare"].append(wrk(f"http://127.0.0.1:{bare_port}/api/messageConversations", method="POST",
+                                        body=BODY, headers={"Content-Type": "application/json"},
+                                        duration_s=args.seconds))
+                runs["herald"].append(wrk(f"http://127.0.0.1:{herald_port}/api/messageConversations", method="POST",
+                                          body=BODY, headers=post_headers, duration_s=args.seconds))
+            list_url = f"http://127.0.0.1:{herald_port}/api/messageConversations?pageSize=50"
+            app_fields = ("fields=id,displayName,subject,messageType,lastSender%5Bid%2C%20displayName%5D,"
+                          "assignee%5Bid%2C%20displayName%5D,status,priority,lastUpdated,read,lastMessage,followUp"
+                          "&order=lastMessage%3Adesc&filter=messageType%3Aeq%3APRIVATE&pageSize=35")
+            listing = wrk(list_url, headers=auth("reader"), connections=1, threads=1, duration_s=args.seconds)
+            listing_app = wrk(f"http://127.0.0.1:{herald_port}/api/messageConversations?{app_fields}",
+                              headers=auth("reader"), connections=1, threads=1, duration_s=args.seconds)
+            listing_8 = wrk(list_url, headers=auth("reader"), connections=8, threads=2, duration_s=args.seconds)
+
+    bare_rps = median([r["rps"] for r in runs["bare"]])
+    herald_rps = median([r["rps"] for r in runs["herald"]])
+    errors = sum(r["errors"] for r in runs["herald"])
+    rows = [
+        ("POST, bare FastAPI (baseline)", f"{bare_rps:,.0f}", f"{median([r['p99_ms'] for r in runs['bare']]):.1f}", "-"),
+        ("POST, Herald (3 recipients)", f"{herald_rps:,.0f}", f"{median([r['p99_ms'] for r in runs['herald']]):.1f}",
+         f"{herald_rps / bare_rps:.2f}"),
+        ("GET pageSize=50, 100k convs, 1 client", f"{listing['rps']:,.0f}", f"{listing['p99_ms']:.1f}", "-"),
+        ("GET app list query, 100k convs, 1 client", f"{listing_app['rps']:,.0f}", f"{listing_app['p99_ms']:.1f}", "-"),
+        ("GET pageSize=50, 100k convs, 8 clients", f"{listing_8['rps']:,.0f}", f"{listing_8['p99_ms']:.1f}", "-"),
+    ]
+    print_table(f"bench/api.py  (median of {args.rounds} x {args.seconds}s, 32 connections for POST; "
+                f"non-2xx from Herald: {errors:.0f})", rows, ("case", "req/s", "p99 ms", "ratio to bare"))
+    emit({
+        "post_rps": round(herald_rps, 1),
+        "bare_rps": round(bare_rps, 1),
+        "post_ratio_to_bare": round(herald_rps / bare_rps, 3),
+        "post_p99_ms": round(median([r["p99_ms"] for r in runs["herald"]]), 2),
+        "list_100k_p99_ms": round(listing["p99_ms"], 2),
+        "list_100k_app_query_p99_ms": round(listing_app["p99_ms"], 2),
+        "list_100k_8_clients_p99_ms": round(listing_8["p99_ms"], 2),
+        "post_errors": errors,
+    })
+
+
+if __name__ == "__main__":
+    sys.exit(main())
