@@ -74,6 +74,10 @@ def worker(
     threads: Annotated[int, typer.Option(help="Threads per process.")] = 8,
 ) -> None:
     """Run the Dramatiq worker fleet for BROKER_URL (each process also runs the outbox relay)."""
+    import os
+
+    # Dramatiq reads its idle poll interval at import: 100 ms instead of 1 s keeps fan-out latency low.
+    os.environ.setdefault("dramatiq_worker_timeout", "100")
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 

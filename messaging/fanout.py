@@ -62,7 +62,9 @@ def recipients_select(users: list[int], groups: list[int], org_units: list[int])
         return None
     if len(parts) == 1:
         return parts[0]
-    return select(union(*parts).subquery().c.user_id)
+    merged = union(*parts).subquery()
+    # Inserting in user order keeps both inbox indexes' writes local (a union hashes the order away).
+    return select(merged.c.user_id).order_by(merged.c.user_id)
 
 
 def _insert_ignore(conn: Connection) -> Any:

@@ -246,10 +246,11 @@ class UserMessage(Base):
             postgresql_include=["message_type", "read", "follow_up"],
         ),
     )
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
-    )
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # No foreign keys on this, the fan-out's hot table: their per-row checks cost 60% of a 100k-row
+    # fan-out (1.26 s -> 0.51 s measured). Rows are only ever written from existing ids, and
+    # conversations and users are never deleted (DHIS2 removal only removes the relation).
+    conversation_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     read: Mapped[bool] = mapped_column(Boolean, default=False)
     follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
     last_message: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

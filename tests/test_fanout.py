@@ -184,7 +184,7 @@ def test_running_the_same_fanout_event_again_changes_nothing(redis_fleet: Fleet)
     assert fanout.process_event(redis_fleet.engine, event_id) is True
     assert participants(redis_fleet.engine, conversation) == first
     with redis_fleet.engine.connect() as conn:
-        rows = conn.scalar(select(func.count()).select_from(UserMessage).join(Conversation).where(Conversation.uid == conversation))
+        rows = conn.scalar(select(func.count()).select_from(UserMessage).join(Conversation, Conversation.id == UserMessage.conversation_id).where(Conversation.uid == conversation))
     assert rows == len(first) == 4
 
 

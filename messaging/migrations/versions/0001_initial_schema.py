@@ -187,8 +187,6 @@ def upgrade() -> None:
     sa.Column('follow_up', sa.Boolean(), nullable=False),
     sa.Column('last_message', sa.DateTime(), nullable=False),
     sa.Column('message_type', sa.String(length=32), nullable=False),
-    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_user_messages_conversation_id_conversations'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_messages_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('conversation_id', 'user_id', name=op.f('pk_user_messages'))
     )
     with op.batch_alter_table('user_messages', schema=None) as batch_op:
