@@ -53,15 +53,14 @@ def seed(url: str) -> None:
     with engine.begin() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        with raw.cursor() as cursor:
-            with cursor.copy(
-                "COPY conversations (uid, subject, message_type, status, priority, last_message, message_count, "
-                "created, last_updated, last_sender_id) FROM STDIN"
-            ) as copy:
-                start = datetime(2026, 1, 1)
-                for i in range(CONVERSATIONS):
-                    copy.write_row((f"R{i:010d}", f"Report {i}", "PRIVATE", "NONE", "NONE",
-                                    start + timedelta(seconds=i), 1, start, start, 1))
+        with raw.cursor() as cursor, cursor.copy(
+            "COPY conversations (uid, subject, message_type, status, priority, last_message, message_count, "
+            "created, last_updated, last_sender_id) FROM STDIN"
+        ) as copy:
+            start = datetime(2026, 1, 1)
+            for i in range(CONVERSATIONS):
+                copy.write_row((f"R{i:010d}", f"Report {i}", "PRIVATE", "NONE", "NONE",
+                                start + timedelta(seconds=i), 1, start, start, 1))
         conn.execute(text(
             "INSERT INTO user_messages (conversation_id, user_id, read, follow_up, last_message, message_type) "
             "SELECT c.id, u.id, (c.id % 3 = 0), false, c.last_message, c.message_type FROM conversations c, users u "

@@ -49,13 +49,12 @@ def seed(engine: Engine, users: int) -> None:
         ))
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        with raw.cursor() as cursor:
-            with cursor.copy(
-                "COPY users (uid, username, first_name, surname, disabled, created, last_updated) FROM STDIN"
-            ) as copy:
-                now = datetime(2026, 1, 1)
-                for i in range(users):
-                    copy.write_row((f"W{i:010d}", f"fieldworker{i}", "Field", f"Worker {i}", False, now, now))
+        with raw.cursor() as cursor, cursor.copy(
+            "COPY users (uid, username, first_name, surname, disabled, created, last_updated) FROM STDIN"
+        ) as copy:
+            now = datetime(2026, 1, 1)
+            for i in range(users):
+                copy.write_row((f"W{i:010d}", f"fieldworker{i}", "Field", f"Worker {i}", False, now, now))
         conn.execute(text(
             "INSERT INTO user_org_units (org_unit_id, user_id) "
             f"SELECT (SELECT id FROM org_units WHERE uid = '{OU}'), id FROM users WHERE username LIKE 'fieldworker%'"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,9 @@ class Fleet:
             self.worker = None
 
 
-def _fleet(pg_url: str, pg_engine: Engine, broker_url: str, namespace: str) -> Iterator[Fleet]:
+@contextmanager
+def fleet_on(pg_url: str, pg_engine: Engine, broker_url: str, namespace: str) -> Iterator[Fleet]:
+    """An API and a (not yet started) worker runtime on the given broker."""
     settings = make_settings(
         DATABASE_URL=pg_url,
         BROKER_URL=broker_url,
@@ -99,7 +102,8 @@ def _fleet(pg_url: str, pg_engine: Engine, broker_url: str, namespace: str) -> I
 def redis_fleet(pg_url: str, pg_engine: Engine, redis_namespace: str) -> Iterator[Fleet]:
     """Empty demo database, an API, and a Redis worker runtime (not started)."""
     reset_with_demo(pg_engine)
-    yield from _fleet(pg_url, pg_engine, REDIS_URL, f"{redis_namespace}-fanout")
+    with fleet_on(pg_url, pg_engine, REDIS_URL, f"{redis_namespace}-fanout") as fleet:
+        yield fleet
 
 
 def seed_directory(engine: Engine) -> None:
@@ -276,7 +280,7 @@ def bulk_org_unit(engine: Engine, ou_uid: str, count: int) -> None:
 def test_rabbitmq_broker_fans_out_too(pg_url: str, pg_engine: Engine, redis_namespace: str) -> None:
     reset_with_demo(pg_engine)
     seed_directory(pg_engine)
-    for fleet in _fleet(pg_url, pg_engine, RABBITMQ_URL, f"{redis_namespace}-amqp"):
+    with fleet_on(pg_url, pg_engine, RABBITMQ_URL, f"{redis_namespace}-amqp") as fleet:
         conversation = post_message(fleet, {"userGroups": [{"id": "GroupB00001"}]})
         fleet.start_worker()
         wait_until(
