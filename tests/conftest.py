@@ -57,30 +57,65 @@ def wait_until(check: Callable[[], T], *, timeout_s: float = 10.0, interval_s: f
         time.sleep(interval_s)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL database of this run's own, dropped at the end."""
-    name = f"herald_test_{RUN_ID}"
+@contextmanager
+def pg_database(suffix: str = "") -> Iterator[str]:
+    """A PostgreSQL database of this run's own (herald_test_<run><suffix>), dropped afterwards."""
+    name = f"herald_test_{RUN_ID}{suffix}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # the service is required: fail, never skip
         pytest.fail(f"PostgreSQL is required ({PG_ADMIN_URL}): {exc}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def migrated_engine(url: str) -> Iterator[Engine]:
+    """An engine on `url`, migrated to head."""
+    engine = make_engine(url, pool_size=10)
+    upgrade(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The run's PostgreSQL database, shared by the API tests and the session's live server."""
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def pg_engine(pg_url: str) -> Iterator[Engine]:
     """An engine on the run's database, migrated to head."""
-    engine = make_engine(pg_url, pool_size=10)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    with migrated_engine(pg_url) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def worker_pg_url() -> Iterator[str]:
+    """A second database for tests that run their own workers.
+
+    The session's live server runs an in-process relay on the main database; on this one no
+    other relay competes for outbox events or deliveries.
+    """
+    with pg_database("_workers") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def worker_pg_engine(worker_pg_url: str) -> Iterator[Engine]:
+    """An engine on the workers' database, migrated to head."""
+    with migrated_engine(worker_pg_url) as engine:
+        yield engine
 
 
 def truncate_all(engine: Engine) -> None:

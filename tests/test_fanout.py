@@ -99,10 +99,10 @@ def fleet_on(pg_url: str, pg_engine: Engine, broker_url: str, namespace: str) ->
 
 
 @pytest.fixture
-def redis_fleet(pg_url: str, pg_engine: Engine, redis_namespace: str) -> Iterator[Fleet]:
+def redis_fleet(worker_pg_url: str, worker_pg_engine: Engine, redis_namespace: str) -> Iterator[Fleet]:
     """Empty demo database, an API, and a Redis worker runtime (not started)."""
-    reset_with_demo(pg_engine)
-    with fleet_on(pg_url, pg_engine, REDIS_URL, f"{redis_namespace}-fanout") as fleet:
+    reset_with_demo(worker_pg_engine)
+    with fleet_on(worker_pg_url, worker_pg_engine, REDIS_URL, f"{redis_namespace}-fanout") as fleet:
         yield fleet
 
 
@@ -277,10 +277,11 @@ def bulk_org_unit(engine: Engine, ou_uid: str, count: int) -> None:
 
 
 @pytest.mark.rabbitmq
-def test_rabbitmq_broker_fans_out_too(pg_url: str, pg_engine: Engine, redis_namespace: str) -> None:
+def test_rabbitmq_broker_fans_out_too(worker_pg_url: str, worker_pg_engine: Engine, redis_namespace: str) -> None:
+    pg_engine = worker_pg_engine
     reset_with_demo(pg_engine)
     seed_directory(pg_engine)
-    with fleet_on(pg_url, pg_engine, RABBITMQ_URL, f"{redis_namespace}-amqp") as fleet:
+    with fleet_on(worker_pg_url, pg_engine, RABBITMQ_URL, f"{redis_namespace}-amqp") as fleet:
         conversation = post_message(fleet, {"userGroups": [{"id": "GroupB00001"}]})
         fleet.start_worker()
         wait_until(
