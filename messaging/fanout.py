@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     cast,
     exists,
+    insert,
     false,
     literal,
     or_,
@@ -73,9 +74,20 @@ def _insert_ignore(conn: Connection) -> Any:
 
 
 def add_participants(
-    conn: Connection, conversation_id: int, recipients: Select[Any], last_message: Any, message_type: str
+    conn: Connection,
+    conversation_id: int,
+    recipients: Select[Any],
+    last_message: Any,
+    message_type: str,
+    *,
+    only_sender_present: int | None = None,
 ) -> int:
-    """Give every recipient an unread inbox row; existing participants are untouched."""
+    """Give every recipient an unread inbox row; existing participants are untouched.
+
+    `only_sender_present`: the caller checked that this user (the sender) holds the only inbox
+    row of the conversation, so a plain INSERT that leaves them out cannot conflict; it skips
+    ON CONFLICT's per-row speculative insertion (~20% of a large fan-out).
+    """
     source = recipients.subquery()
     rows = select(
         literal(conversation_id).label("conversation_id"),
@@ -85,11 +97,15 @@ def add_participants(
         literal(last_message).label("last_message"),
         literal(message_type).label("message_type"),
     ).select_from(source)
+    columns = ["conversation_id", "user_id", "read", "follow_up", "last_message", "message_type"]
+    if only_sender_present is not None:
+        plain = insert(UserMessage).from_select(columns, rows.where(source.c.user_id != only_sender_present))
+        return conn.execute(plain).rowcount or 0
     # SQLite cannot parse INSERT ... SELECT ... ON CONFLICT unless the SELECT has a WHERE.
     rows = rows.where(true())
     statement = (
         _insert_ignore(conn)
-        .from_select(["conversation_id", "user_id", "read", "follow_up", "last_message", "message_type"], rows)
+        .from_select(columns, rows)
         .on_conflict_do_nothing(index_elements=["conversation_id", "user_id"])
     )
     return conn.execute(statement).rowcount or 0
@@ -139,17 +155,33 @@ def process_event(engine: Engine, event_id: int, notify: NotificationHook | None
 
 
 def _conversation_created(conn: Connection, payload: dict[str, Any]) -> None:
+    _expand(conn, payload, first_run_fast_path=True)
+
+
+def _expand(conn: Connection, payload: dict[str, Any], *, first_run_fast_path: bool) -> None:
     recipients = recipients_select(payload["users"], payload["groups"], payload["org_units"])
     if recipients is None:
         return
+    conversation_id = payload["conversation_id"]
     row = conn.execute(
-        select(Conversation.last_message, Conversation.message_type).where(
-            Conversation.id == payload["conversation_id"]
-        )
+        select(Conversation.last_message, Conversation.message_type).where(Conversation.id == conversation_id)
     ).first()
     if row is None:  # the conversation was deleted meanwhile
         return
-    add_participants(conn, payload["conversation_id"], recipients, row.last_message, row.message_type)
+    sender = payload.get("sender_id")
+    only_sender = None
+    if first_run_fast_path and sender is not None:
+        # A first run finds only the sender's row (a failed run rolled back whole); a re-run
+        # finds more and takes the ON CONFLICT path, so re-running stays harmless.
+        others = conn.scalar(
+            select(
+                exists().where(UserMessage.conversation_id == conversation_id, UserMessage.user_id != sender)
+            )
+        )
+        only_sender = None if others else sender
+    add_participants(
+        conn, conversation_id, recipients, row.last_message, row.message_type, only_sender_present=only_sender
+    )
 
 
 def _message_replied(conn: Connection, payload: dict[str, Any]) -> None:
@@ -170,7 +202,7 @@ def _message_replied(conn: Connection, payload: dict[str, Any]) -> None:
 
 
 def _recipients_added(conn: Connection, payload: dict[str, Any]) -> None:
-    _conversation_created(conn, payload)
+    _expand(conn, payload, first_run_fast_path=False)
 
 
 _HANDLERS: dict[str, Callable[[Connection, dict[str, Any]], None]] = {

@@ -155,7 +155,8 @@ def test_groups_and_org_units_expand_to_direct_members_once_each(redis_fleet: Fl
     conversation = post_message(
         redis_fleet,
         {
-            "users": [{"id": uid(4)}, {"id": "PhzytPW3g2J"}],
+            # The sender lists themself too: they stay a single, read participant.
+            "users": [{"id": uid(4)}, {"id": "PhzytPW3g2J"}, {"id": "xE7jOejl9FI"}],
             "userGroups": [{"id": "GroupA00001"}, {"id": "GroupB00001"}],
             "organisationUnits": [{"id": "OuChild0001"}],
         },
