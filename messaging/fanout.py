@@ -56,9 +56,12 @@ def recipients_select(users: list[int], groups: list[int], org_units: list[int])
     if users:
         parts.append(select(User.id.label("user_id")).where(User.id.in_(users)))
     if groups:
-        parts.append(select(UserGroupMember.user_id).where(UserGroupMember.group_id.in_(groups)))
+        members = select(UserGroupMember.user_id).where(UserGroupMember.group_id.in_(groups))
+        # A user in two of the groups must come out once (one group cannot list a user twice).
+        parts.append(members.distinct() if len(groups) > 1 else members)
     if org_units:
-        parts.append(select(UserOrgUnit.user_id).where(UserOrgUnit.org_unit_id.in_(org_units)))
+        assigned = select(UserOrgUnit.user_id).where(UserOrgUnit.org_unit_id.in_(org_units))
+        parts.append(assigned.distinct() if len(org_units) > 1 else assigned)
     if not parts:
         return None
     if len(parts) == 1:

@@ -175,6 +175,18 @@ def test_groups_and_org_units_expand_to_direct_members_once_each(redis_fleet: Fl
     assert found == {name: name == "admin" for name in expected}
 
 
+def test_a_user_in_two_of_the_groups_gets_one_inbox_row(redis_fleet: Fleet) -> None:
+    seed_directory(redis_fleet.engine)
+    # worker6 is in both groups; only groups are named, so no union de-duplicates for us.
+    conversation = post_message(redis_fleet, {"userGroups": [{"id": "GroupA00001"}, {"id": "GroupB00001"}]})
+    with redis_fleet.engine.connect() as conn:
+        event_id = conn.scalar(select(OutboxEvent.id))
+    assert fanout.process_event(redis_fleet.engine, event_id) is True
+    assert participants(redis_fleet.engine, conversation) == {
+        "admin": True, "worker0": False, "worker4": False, "worker5": False, "worker6": False, "worker7": False,
+    }
+
+
 def test_running_the_same_fanout_event_again_changes_nothing(redis_fleet: Fleet) -> None:
     seed_directory(redis_fleet.engine)
     conversation = post_message(redis_fleet, {"userGroups": [{"id": "GroupA00001"}]})
