@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
@@ -32,12 +33,36 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates: no database takes them
+
+
+def _unstorable(value: Any) -> bool:
+    # Iterative: the document may be nested as deeply as the parser allows.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if UNSTORABLE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_json(raw: bytes, error: type[Exception] = Conflict) -> Any:
     """Decode JSON or raise `error` (DHIS2 answers 409 on create, 400 elsewhere)."""
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"JSON parse error: {exc}") from None
+    except RecursionError:
+        raise error("JSON parse error: the document is nested too deeply.") from None
+    if _unstorable(body):
+        raise error("JSON parse error: strings must not contain NUL characters or unpaired surrogates.")
+    return body
 
 
 def parse_xml(raw: bytes) -> Element:
@@ -134,4 +159,6 @@ def text_body(raw: bytes) -> str:
         raise BadRequest("Request body must be UTF-8 text.") from None
     if not text:
         raise BadRequest("Required request body is missing")
+    if "\x00" in text:
+        raise BadRequest("Request body must not contain NUL characters.")
     return text

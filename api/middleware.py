@@ -1,9 +1,9 @@
-"""ASGI middleware: API version prefixes, .json/.xml suffixes, and the request body limit."""
+"""ASGI middleware: API version prefixes, .json/.xml suffixes, NUL-free URLs, and the request body limit."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from api.render import dumps, web_message
@@ -17,8 +17,27 @@ VERSIONED = re.compile(r"^/api/(\d{2})(/.*)?$")
 SUPPORTED_VERSIONS = range(28, 44)  # DECISIONS #2
 
 
+async def _send_message(send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    payload = dumps(web_message(status, message))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json;charset=UTF-8"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
 class ApiPathMiddleware:
-    """Serve /api/{28..43}/x as /api/x, and /api/x.xml or .json as /api/x with a format hint."""
+    """Serve /api/{28..43}/x as /api/x, and /api/x.xml or .json as /api/x with a format hint.
+
+    A URL with a NUL character is refused here: no database stores or compares one.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -26,6 +45,9 @@ class ApiPathMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
+            if "\x00" in path or b"%00" in scope.get("query_string", b""):
+                await _send_message(send, 400, "The URL must not contain NUL characters.")
+                return
             match = VERSIONED.match(path)
             if match and int(match.group(1)) in SUPPORTED_VERSIONS:
                 path = "/api" + (match.group(2) or "")
@@ -94,16 +116,5 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
-        payload = dumps(web_message(413, f"Request body is larger than the limit of {limit} bytes."))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json;charset=UTF-8"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        message = f"Request body is larger than the limit of {limit} bytes."
+        await _send_message(send, 413, message, [(b"connection", b"close")])

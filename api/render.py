@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 DXF_NAMESPACE = "http://dhis2.org/schema/dxf/2.0"
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 JSON_TYPE = "application/json;charset=UTF-8"
 XML_TYPE = "application/xml;charset=UTF-8"
 # Scalars written as XML attributes rather than child elements (DHIS2's DXF convention).
@@ -76,7 +78,8 @@ def _scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return format_datetime(value)
-    return str(value)
+    # JSON may carry characters XML 1.0 cannot (control characters): show them as U+FFFD.
+    return NOT_XML_CHAR.sub("\ufffd", str(value))
 
 
 def _singular(key: str) -> str:

@@ -28,6 +28,16 @@ KLASS = {
     "userGroups": "org.hisp.dhis.user.UserGroup",
 }
 ORDER = ("organisationUnits", "userRoles", "users", "userGroups")
+# Text properties held in length-limited columns: (model, {property: column}).
+LIMITED = {
+    "organisationUnits": (OrganisationUnit, {"name": "name", "shortName": "short_name"}),
+    "userRoles": (UserRole, {"name": "name"}),
+    "users": (
+        User,
+        {"username": "username", "firstName": "first_name", "surname": "surname", "email": "email", "phoneNumber": "phone_number"},
+    ),
+    "userGroups": (UserGroup, {"name": "name"}),
+}
 
 
 @dataclass
@@ -92,6 +102,11 @@ class ImportReport:
         }
 
 
+def _max_length(model: Any, column: str) -> int:
+    """The length limit of a String column."""
+    return int(model.__table__.c[column].type.length)
+
+
 class MetadataError(Exception):
     """The payload is not an object of lists of objects."""
 
@@ -109,6 +124,7 @@ class _Importer:
     def __init__(self, session: Session, payload: Mapping[str, Any]) -> None:
         self.session, self.payload, self.report = session, payload, ImportReport()
         self.known: dict[str, set[str]] = {key: set() for key in ORDER}
+        self.usernames: dict[str, int] = {}  # username -> index of the payload user claiming it
         for key in ORDER:
             items = payload.get(key, [])
             if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
@@ -133,18 +149,28 @@ class _Importer:
                     report.error("E4014", f"Invalid UID `{uid}` for property `{KLASS[key]}`", "id")
                 getattr(self, f"_check_{key}")(item, report)
 
+    def _check_lengths(self, key: str, item: Mapping[str, Any], report: ObjectReport) -> None:
+        model, columns = LIMITED[key]
+        for prop, column in columns.items():
+            value, limit = item.get(prop), _max_length(model, column)
+            if isinstance(value, str) and len(value) > limit:
+                # DHIS2's text, missing space included.
+                report.error("E4001", f"Maximum length of property `{prop}`is {limit}, but given length was {len(value)}.", prop)
+
     def _check_name(self, item: Mapping[str, Any], report: ObjectReport) -> None:
         if not isinstance(item.get("name"), str) or not item["name"].strip():
             report.error("E4000", "Missing required property `name`.", "name")
 
     def _check_organisationUnits(self, item: Mapping[str, Any], report: ObjectReport) -> None:
         self._check_name(item, report)
+        self._check_lengths("organisationUnits", item, report)
         parent = (item.get("parent") or {}).get("id") if isinstance(item.get("parent"), Mapping) else None
         if parent is not None and not self._exists(OrganisationUnit, "organisationUnits", parent):
             report.error("E5002", f"Invalid reference [{parent}] (OrganisationUnit) on object property `parent`", "parent")
 
     def _check_userRoles(self, item: Mapping[str, Any], report: ObjectReport) -> None:
         self._check_name(item, report)
+        self._check_lengths("userRoles", item, report)
         authorities = item.get("authorities", [])
         if not isinstance(authorities, list) or not all(isinstance(a, str) for a in authorities):
             report.error("E4000", "Property `authorities` must be a list of strings.", "authorities")
@@ -162,6 +188,7 @@ class _Importer:
         existing = self._existing_user(user)
         if existing is None and not (isinstance(user.get("username"), str) and user["username"].strip()):
             report.error("E4000", "Missing required property `username`.", "username")
+        self._check_lengths("users", user, report)
         password = user.get("password")
         if password is not None and (not isinstance(password, str) or not password):
             report.error("E4000", "Property `password` must be a non-empty string.", "password")
@@ -173,22 +200,25 @@ class _Importer:
                 if not self._exists(model, key, ref):
                     report.error("E5002", f"Invalid reference [{ref}] ({model.__name__}) on object property `{prop}`", prop)
         username = user.get("username")
-        if isinstance(username, str) and existing is None:
+        if isinstance(username, str):
+            # Taken by another stored user, or claimed by an earlier user of this payload.
             taken = self.session.scalar(select(User.uid).where(User.username == username))
-            if taken is not None and taken != user.get("id"):
+            mine = existing.uid if existing is not None else user.get("id")
+            claimed = self.usernames.setdefault(username, report.index) != report.index
+            if (taken is not None and taken != mine) or claimed:
                 report.error("E4054", f"Property `username` with value `{username}` on object is already used", "username")
 
     def _check_userGroups(self, item: Mapping[str, Any], report: ObjectReport) -> None:
         self._check_name(item, report)
+        self._check_lengths("userGroups", item, report)
         for ref in _refs(item.get("users")) or []:
             if not self._exists(User, "users", ref):
                 report.error("E5002", f"Invalid reference [{ref}] (User) on object property `users`", "users")
 
     def _existing_user(self, user: Mapping[str, Any]) -> User | None:
+        # An id names the user; only an id-less user is matched by username.
         if is_uid(user.get("id")):
-            found = self.session.scalar(select(User).where(User.uid == user["id"]))
-            if found is not None:
-                return found
+            return self.session.scalar(select(User).where(User.uid == user["id"]))
         if isinstance(user.get("username"), str):
             return self.session.scalar(select(User).where(User.username == user["username"]))
         return None

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
@@ -204,9 +204,22 @@ def pg_server(pg_url: str, pg_engine: Engine) -> Iterator[LiveServer]:
         yield live
 
 
+def drain_outbox(engine: Engine, timeout_s: float = 20.0) -> None:
+    """Wait until workers have finished every outbox event (so emptying tables races nothing)."""
+    from messaging.models import OutboxEvent
+
+    def idle() -> bool:
+        with engine.connect() as conn:
+            return not conn.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.done_at.is_(None)))
+
+    wait_until(idle, timeout_s=timeout_s, interval_s=0.02, what="the in-process workers to finish the outbox")
+
+
 def reset_with_demo(target: LiveServer | Engine) -> None:
     """Empty the tables of a server (or engine) and load the demo data."""
     engine = target if isinstance(target, Engine) else target.engine
+    if not isinstance(target, Engine):
+        drain_outbox(engine)
     truncate_all(engine)
     with make_sessionmaker(engine)() as session:
         load_demo(session)
@@ -219,6 +232,7 @@ def server(pg_server: LiveServer) -> Iterator[LiveServer]:
     reset_with_demo(pg_server)
     yield pg_server
     pg_server.close_clients()
+    drain_outbox(pg_server.engine)
 
 
 @pytest.fixture(scope="session")
@@ -240,3 +254,4 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     reset_with_demo(live)
     yield live
     live.close_clients()
+    drain_outbox(live.engine)

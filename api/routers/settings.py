@@ -37,6 +37,8 @@ def _value(key: str, value: str | None, raw: bytes) -> Any:
         raise BadRequest("Value must be specified as query param or as payload")
     if len(text) > MAX_VALUE_CHARS:
         raise BadRequest(f"Value is longer than {MAX_VALUE_CHARS} characters.")
+    if "\x00" in text:
+        raise BadRequest("Value must not contain NUL characters.")
     if key in BOOLEAN_KEYS:
         if text.lower() not in {"true", "false"}:
             raise BadRequest(f"Value '{text}' is not valid for setting {key}: expected true or false.")
