@@ -13,17 +13,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import sessions as web_sessions
 from api.auth import Authenticator
 from api.deps import HeraldState
 from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
 from api.render import respond_message
-from api.routers import directory, message_conversations, metadata, settings, system
+from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
+from api.routers import deliveries as delivery_routes
+from api.routers import tickets as ticket_routes
+from messaging.attachments import MAX_ATTACHMENT_BYTES
 from messaging.db import make_engine, make_sessionmaker
 from messaging.errors import HeraldError, Unauthorized
 from messaging.settings import Settings
 
 log = logging.getLogger("herald.api")
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+UPLOAD_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers around an uploaded file
 
 
 def create_app(
@@ -57,11 +62,23 @@ def create_app(
         sessions=sessions,
         authenticator=Authenticator(cache_s=config.auth_cache_s),
     )
-    for module in (message_conversations, directory, settings, metadata, system):
+    web_sessions.install(app.state.herald)
+    # Order matters: tickets and file_resources claim /feedback, /attachments and /{uid}/assign before
+    # message_conversations' /{uid} and /{uid}/{user}; shell and auth claim /dhis-web-commons* before apps.
+    for module in (
+        ticket_routes, file_resources, message_conversations, directory, settings, metadata, system, auth, shell, apps,
+        delivery_routes,
+    ):
         app.include_router(module.router)
     _install_error_handlers(app)
+    upload_limit = MAX_ATTACHMENT_BYTES + UPLOAD_OVERHEAD_BYTES
+    limits = {
+        "/api/apps": config.max_app_bytes + UPLOAD_OVERHEAD_BYTES,
+        "/api/fileResources": upload_limit,
+        "/api/messageConversations/attachments": upload_limit,
+    }
     # Outermost first: paths are rewritten before the body limit picks its limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits={"/api/apps": config.max_app_bytes})
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits=limits)
     app.add_middleware(ApiPathMiddleware)
     return app
 
@@ -70,8 +87,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HeraldError)
     async def herald_error(request: Request, exc: HeraldError) -> Response:
         headers = None
-        if isinstance(exc, Unauthorized) and "x-requested-with" not in request.headers:
-            # Browsers' XHR callers (the DHIS2 apps) must not trigger the native credential prompt.
+        browser = "x-requested-with" in request.headers or web_sessions.SESSION_COOKIE in request.cookies
+        if isinstance(exc, Unauthorized) and not browser:
+            # Browsers (the DHIS2 apps' XHR, a session's download links) must not get the native credential prompt.
             headers = {"WWW-Authenticate": 'Basic realm="DHIS2"'}
         return respond_message(
             request, exc.status, exc.message, headers=headers, error_code=exc.error_code, response=exc.response

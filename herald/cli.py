@@ -14,6 +14,10 @@ from messaging.settings import Settings, SettingsError, load_settings
 app = typer.Typer(help="Herald: DHIS2 messageConversations API and notification delivery workers.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+apps_app = typer.Typer(help="DHIS2 web apps served by Herald (HERALD_APPS_DIR).", no_args_is_help=True)
+app.add_typer(apps_app, name="apps")
+deliveries_app = typer.Typer(help="Email and SMS deliveries: list them, re-drive dead ones.", no_args_is_help=True)
+app.add_typer(deliveries_app, name="deliveries")
 log = logging.getLogger("herald")
 
 
@@ -127,6 +131,68 @@ def import_file(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False
             session.rollback()
             raise typer.Exit(1)
         session.commit()
+
+
+@apps_app.command("install")
+def apps_install(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+    """Install (or replace) a DHIS2 web app from its App Hub zip (same as POST /api/apps)."""
+    from messaging import apps
+
+    settings = _settings()
+    try:
+        with file.open("rb") as data:
+            installed = apps.install_zip(data, settings.apps_dir, max_bytes=settings.max_app_bytes)
+    except apps.AppError as exc:
+        typer.echo(f"herald: {file}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"installed {installed.name} {installed.version} at {installed.launch_path} ({installed.path})")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    status: Annotated[list[str] | None, typer.Option("--status", help="Only this status (repeatable).")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel: email or sms.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show, newest first.")] = 20,
+) -> None:
+    """Count deliveries by channel and status, and show the newest (with their last error)."""
+    from messaging import deliveries
+    from messaging.db import make_engine, make_sessionmaker
+
+    statuses = [s.upper() for s in status or []]
+    with make_sessionmaker(make_engine(_settings().database_url))() as session:
+        for (name, state), count in sorted(deliveries.counts(session).items()):
+            typer.echo(f"{name:6} {state:10} {count}")
+        total, rows = deliveries.list_deliveries(session, statuses=statuses, channel=channel, limit=limit)
+    if rows:
+        typer.echo(f"\n{len(rows)} of {total}:")
+    for row in rows:
+        error = f"  {row.last_error_code}: {row.last_error}" if row.last_error_code else ""
+        typer.echo(f"{row.id:>8} {row.channel:6} {row.status:10} {row.username} <{row.address or '-'}> "
+                   f"attempts={row.attempts}{error}")
+
+
+@deliveries_app.command("requeue")
+def deliveries_requeue(
+    ids: Annotated[list[int] | None, typer.Option("--id", help="A delivery id (repeatable).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every delivery in the chosen statuses.")] = False,
+    status: Annotated[list[str] | None, typer.Option("--status", help="DEAD (default) and/or UNKNOWN.")] = None,
+) -> None:
+    """Send DEAD (or UNKNOWN) deliveries again: attempts restart, the address is read afresh."""
+    from messaging import deliveries
+    from messaging.db import make_engine, make_sessionmaker
+
+    if bool(ids) == every:
+        typer.echo("herald: give --id N (repeatable) or --all", err=True)
+        raise typer.Exit(2)
+    statuses = [s.upper() for s in status or ["DEAD"]]
+    with make_sessionmaker(make_engine(_settings().database_url))() as session:
+        try:
+            count = deliveries.requeue(session, ids=ids or None, every=every, statuses=statuses)
+        except ValueError as exc:
+            typer.echo(f"herald: {exc}", err=True)
+            raise typer.Exit(2) from None
+        session.commit()
+    typer.echo(f"{count} deliveries requeued")
 
 
 def main() -> None:

@@ -320,6 +320,13 @@ class Delivery(Base):
             sqlite_where=text("status IN ('QUEUED', 'FAILED', 'SENDING')"),
         ),
         Index("ix_deliveries_status", "status"),
+        # What the delivery relay polls for: due rows not yet handed to the broker.
+        Index(
+            "ix_deliveries_unqueued",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('QUEUED', 'FAILED') AND enqueued_at IS NULL"),
+            sqlite_where=text("status IN ('QUEUED', 'FAILED') AND enqueued_at IS NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
@@ -336,6 +343,11 @@ class Delivery(Base):
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Handed to the broker at this time (NULL: not yet); re-sent when still not claimed long after.
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the current attempt claimed the row: the token an outcome must match to be recorded.
+    # While SENDING, next_attempt_at holds the end of the claim's lease.
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class WebSession(Base):

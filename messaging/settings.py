@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     twilio_api_base_url: str | None = Field(default=None, validation_alias=_env("TWILIO_API_BASE_URL"))
     sms_rate_per_s: float = Field(default=10.0, gt=0, validation_alias=_env("HERALD_SMS_RATE"))
     max_attempts: int = Field(default=8, ge=1, le=100, validation_alias=_env("HERALD_MAX_ATTEMPTS"))
+    retry_base_s: float = Field(default=30.0, gt=0, validation_alias=_env("HERALD_RETRY_BASE_S"))
+    retry_max_s: float = Field(default=3600.0, gt=0, validation_alias=_env("HERALD_RETRY_MAX_S"))
+    delivery_lease_s: float = Field(default=300.0, gt=0, validation_alias=_env("HERALD_DELIVERY_LEASE_S"))
+    delivery_stale_s: float = Field(default=120.0, gt=0, validation_alias=_env("HERALD_DELIVERY_STALE_S"))
+    delivery_batch: int = Field(default=50, ge=1, le=1000, validation_alias=_env("HERALD_DELIVERY_BATCH"))
+    sms_concurrency: int = Field(default=16, ge=1, le=256, validation_alias=_env("HERALD_SMS_CONCURRENCY"))
+    sms_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_env("HERALD_SMS_TIMEOUT_S"))
 
     # --- browser app hosting (issue 4) ---
     apps_dir: Path = Field(default=Path("./herald-apps"), validation_alias=_env("HERALD_APPS_DIR"))
@@ -104,6 +111,12 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
+
+    @model_validator(mode="after")
+    def _retry_window(self) -> Settings:
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError("HERALD_RETRY_MAX_S must not be less than HERALD_RETRY_BASE_S")
+        return self
 
     @property
     def in_process_workers(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Engine
 
@@ -24,6 +24,8 @@ Send = Callable[[int], Any]
 
 class Relay:
     """Polls the outbox and hands due events to `send`; runs in a daemon thread."""
+
+    thread_name: ClassVar[str] = "herald-outbox-relay"
 
     def __init__(self, engine: Engine, send: Send, *, poll_s: float, stale_s: float, batch: int) -> None:
         self.engine, self.send = engine, send
@@ -63,7 +65,8 @@ class Relay:
 
     def start(self) -> None:
         """Start the relay thread."""
-        self._thread = threading.Thread(target=self._loop, name="herald-outbox-relay", daemon=True)
+        self._stop.clear()  # a worker stopped and started again restarts its relay
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from messaging import fanout, outbox
 from messaging.db import make_engine
 from messaging.settings import Settings
+from workers import delivery
 from workers.broker import build_broker, queue_name
 from workers.relay import Relay
 
@@ -28,6 +29,7 @@ class Runtime:
     broker: dramatiq.Broker
     relay: Relay
     actors: dict[str, dramatiq.Actor[Any, Any]] = field(default_factory=dict)
+    deliveries: delivery.DeliveryWorkers | None = None  # None: neither email nor SMS is configured
 
 
 class RelayMiddleware(Middleware):
@@ -47,14 +49,17 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
     """Declare Herald's actors on a broker for these settings."""
     engine = engine or make_engine(settings.database_url, pool_size=settings.worker_threads + 2)
     broker = broker or build_broker(settings)
+    deliveries = delivery.install(settings, engine, broker)
 
     def process_outbox(event_id: int) -> None:
         """Carry out one outbox event (idempotent: a done event is skipped)."""
         try:
-            fanout.process_event(engine, event_id)
+            fanout.process_event(engine, event_id, notify=deliveries.notify if deliveries else None)
         except Exception as exc:
             outbox.record_failure(engine, event_id, f"{type(exc).__name__}: {exc}")
             raise
+        if deliveries is not None:
+            deliveries.relay.wake()  # its new delivery rows go out now, not at the next poll
 
     outbox_actor: dramatiq.Actor[[int], None] = dramatiq.actor(
         broker=broker,
@@ -72,7 +77,10 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
         batch=settings.outbox_batch,
     )
     broker.add_middleware(RelayMiddleware(relay))
-    return Runtime(settings=settings, engine=engine, broker=broker, relay=relay, actors={"outbox": outbox_actor})
+    actors: dict[str, dramatiq.Actor[Any, Any]] = {"outbox": outbox_actor}
+    if deliveries is not None:
+        actors["deliver"] = deliveries.actor
+    return Runtime(settings=settings, engine=engine, broker=broker, relay=relay, actors=actors, deliveries=deliveries)
 
 
 class InProcessFleet:

@@ -311,6 +311,7 @@ def me_dict(ctx: Ctx) -> dict[str, Any]:
     assert user is not None
     body = user_dict(ctx.session, user, _base(ctx), private=True)
     body["settings"] = lambda: directory.user_settings(ctx.session, user.id)
+    body["email"] = user.email or ""  # the header bar's profile menu reads it; never absent
     body["authorities"] = sorted(ctx.user.authorities)
     body["programs"] = []
     body["dataSets"] = []
@@ -334,14 +335,15 @@ def me_dashboard(ctx: CtxDep) -> Response:
 
 
 def _lookup(ctx: Ctx, query: str, restrict: ColumnElement[bool] | None = None) -> Response:
-    term = f"%{query.strip().lower()}%"
+    term = query.strip().lower()
     conditions: list[ColumnElement[bool]] = [User.disabled.is_(False)]
     if query.strip():
+        # autoescape: a % or _ typed into the search box is a character, not a wildcard.
         conditions.append(
             or_(
-                func.lower(User.username).like(term),
-                func.lower(_display(User)).like(term),
-                func.lower(func.coalesce(User.email, "")).like(term),
+                func.lower(User.username).contains(term, autoescape=True),
+                func.lower(_display(User)).contains(term, autoescape=True),
+                func.lower(func.coalesce(User.email, "")).contains(term, autoescape=True),
                 User.uid == query.strip(),
             )
         )

@@ -1,0 +1,164 @@
+"""Email and SMS deliveries for operators (authority ALL), and Twilio's status callbacks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.bodies import parse_json
+from api.deps import Ctx, CtxDep, state_of
+from api.params import multi, pager, paging
+from api.render import base_url, respond, respond_message
+from channels.sms_status import valid_signature
+from messaging import deliveries
+from messaging.deliveries import DeliveryView
+from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
+from messaging.models import Delivery, DeliveryStatus
+
+router = APIRouter(prefix="/api", tags=["deliveries"])
+STATUSES = frozenset(s.value for s in DeliveryStatus)
+WAITING = frozenset({DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value})
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body, read on the event loop."""
+    return await request.body()
+
+
+Body = Annotated[bytes, Depends(raw_body)]
+
+
+def _require_all(ctx: Ctx) -> None:
+    if not ctx.user.is_super:
+        raise Forbidden("Only users with authority ALL may manage deliveries.")
+
+
+def _statuses(values: list[str], allowed: frozenset[str]) -> list[str]:
+    wanted = [part.strip().upper() for value in values for part in value.split(",") if part.strip()]
+    for status in wanted:
+        if status not in allowed:
+            raise BadRequest(f"Value '{status}' is not valid for parameter status: expected one of {', '.join(sorted(allowed))}.")
+    return wanted
+
+
+def present(view: DeliveryView) -> dict[str, Any]:
+    """A delivery as the API shows it."""
+    body = {
+        "id": view.id,
+        "channel": view.channel,
+        "status": view.status,
+        "address": view.address,
+        "attempts": view.attempts,
+        # While SENDING the column holds the end of the claim's lease; once settled it means nothing.
+        "nextAttemptAt": view.next_attempt_at if view.status in WAITING else None,
+        "leaseExpiresAt": view.next_attempt_at if view.status == DeliveryStatus.SENDING.value else None,
+        "lastErrorCode": view.last_error_code,
+        "lastError": view.last_error,
+        "providerId": view.provider_id,
+        "providerStatus": view.provider_status,
+        "created": view.created,
+        "lastUpdated": view.updated,
+        "sentAt": view.sent_at,
+        "message": {"id": view.message_uid},
+        "messageConversation": {"id": view.conversation_uid},
+        "user": {"id": view.user_uid, "username": view.username},
+    }
+    return {key: value for key, value in body.items() if value is not None}
+
+
+@router.get("/deliveries")
+def list_deliveries(ctx: CtxDep) -> Response:
+    """Deliveries newest first; ``status`` (repeatable or comma-separated) and ``channel`` filter."""
+    _require_all(ctx)
+    statuses = _statuses(multi(ctx.request, "status"), STATUSES)
+    channel = ctx.request.query_params.get("channel") or None
+    if channel is not None and channel not in deliveries.CHANNELS:
+        raise BadRequest(f"Value '{channel}' is not valid for parameter channel: expected email or sms.")
+    page = paging(ctx.request)
+    offset, limit = ((page.page - 1) * page.page_size, page.page_size) if page.enabled else (0, 100_000)
+    total, rows = deliveries.list_deliveries(ctx.session, statuses=statuses, channel=channel, offset=offset, limit=limit)
+    body: dict[str, Any] = {"deliveries": [present(row) for row in rows]}
+    if page.enabled:
+        body = {"pager": pager(ctx.request, page, total, base=base_url(ctx.request, ctx.settings.base_url)), **body}
+    return respond(ctx.request, body, xml_root="deliveries")
+
+
+@router.post("/deliveries/requeue")
+def requeue_deliveries(ctx: CtxDep, raw: Body) -> Response:
+    """Re-drive a selection (``{"ids": [...]}``) or all (``{"all": true}``) DEAD deliveries.
+
+    ``"statuses": ["DEAD", "UNKNOWN"]`` widens it to deliveries whose outcome is unknown.
+    """
+    _require_all(ctx)
+    body = parse_json(raw, BadRequest) if raw.strip() else {}
+    if not isinstance(body, dict):
+        raise BadRequest("Expected a JSON object with 'ids' or 'all'.")
+    raw_statuses = body.get("statuses", [DeliveryStatus.DEAD.value])
+    if not isinstance(raw_statuses, list) or not all(isinstance(s, str) for s in raw_statuses):
+        raise BadRequest("'statuses' must be a list of DEAD and UNKNOWN.")
+    statuses = _statuses(raw_statuses, deliveries.REQUEUEABLE)
+    ids = body.get("ids")
+    every = body.get("all") is True
+    if ids is not None and (
+        not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+    ):
+        raise BadRequest("'ids' must be a list of delivery ids (numbers).")
+    if ids is not None and every:
+        raise BadRequest("Give either 'ids' or 'all': true, not both.")
+    if ids is None and not every:
+        raise BadRequest("Give the deliveries to requeue ('ids') or 'all': true.")
+    count = deliveries.requeue(ctx.session, ids=ids, every=every, statuses=statuses)
+    ctx.session.commit()
+    return respond_message(ctx.request, 200, f"{count} deliveries requeued", response={"requeued": count})
+
+
+@router.post("/deliveries/{delivery_id}/requeue")
+def requeue_delivery(ctx: CtxDep, delivery_id: int) -> Response:
+    """Re-drive one DEAD or UNKNOWN delivery."""
+    _require_all(ctx)
+    row = ctx.session.get(Delivery, delivery_id)
+    if row is None:
+        raise NotFound(f"Delivery does not exist: {delivery_id}")
+    if row.status not in deliveries.REQUEUEABLE:
+        raise Conflict(f"Delivery {delivery_id} is {row.status}; only DEAD and UNKNOWN deliveries can be requeued.")
+    count = deliveries.requeue(ctx.session, ids=[delivery_id], statuses=deliveries.REQUEUEABLE)
+    ctx.session.commit()
+    return respond_message(ctx.request, 200, f"{count} deliveries requeued", response={"requeued": count})
+
+
+def public_url(request: Request, configured: str | None) -> str:
+    """The URL Twilio posted to: HERALD_BASE_URL and the path when set, else the request's own URL."""
+    if not configured:
+        return str(request.url)
+    query = request.url.query
+    return f"{configured.rstrip('/')}{request.url.path}" + (f"?{query}" if query else "")
+
+
+@router.post("/sms/twilio/status")
+async def twilio_status(request: Request) -> Response:
+    """Twilio's message status callback: signature checked, status applied monotonically."""
+    state = state_of(request)
+    token = state.settings.twilio_auth_token
+    if token is None or not token.get_secret_value():
+        raise NotFound("The SMS channel is not configured.")
+    form = await request.form()
+    params = {key: value for key, value in form.items() if isinstance(value, str)}
+    signature = request.headers.get("x-twilio-signature", "")
+    if not valid_signature(token.get_secret_value(), public_url(request, state.settings.base_url), params, signature):
+        raise Forbidden("The request does not carry a valid X-Twilio-Signature.")
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    status = params.get("MessageStatus") or params.get("SmsStatus")
+    if not sid or not status:
+        raise BadRequest("MessageSid and MessageStatus are required.")
+
+    def apply() -> None:
+        with state.sessions() as session:
+            deliveries.apply_sms_status(session, sid, status, params.get("ErrorCode"))
+            session.commit()
+
+    await run_in_threadpool(apply)
+    return Response(status_code=204)
