@@ -65,11 +65,20 @@ def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
 
 
 @contextmanager
-def process(command: Sequence[str], env: dict[str, str], port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a command (a server or a worker) for the duration of the block."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "BROKER_", "DATABASE_"))}
+def process(
+    command: Sequence[str], env: dict[str, str], port: int | None = None, *, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a command (a server or a worker) for the duration of the block.
+
+    `log`: append its stdout and stderr to this file (a pipe nobody reads blocks a chatty process).
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "BROKER_", "DATABASE_", "SMTP_", "TWILIO_"))}
     full_env.update(env)
-    proc = subprocess.Popen(list(command), env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if log is not None:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(list(command), env=full_env, cwd=ROOT, stdout=out, stderr=out)
+    else:
+        proc = subprocess.Popen(list(command), env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         if port is not None:
             wait_for_port(port)

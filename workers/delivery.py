@@ -293,7 +293,7 @@ class DeliveryHost:
         started: list[concurrent.futures.Future[None]] = []
         deadline = time.monotonic() + SLOT_WAIT_S
         while pending:
-            room = lane.slots.take(min(len(pending), 2 * lane.concurrency), deadline, at_least=lane.concurrency)
+            room = lane.slots.take(min(len(pending), lane.slots.size), deadline, at_least=lane.slots.size // 2)
             if room and lane.bucket is not None:
                 tokens = take_within(lane.bucket, room, deadline)
                 lane.slots.give(room - tokens)
