@@ -319,7 +319,20 @@ class Delivery(Base):
             postgresql_where=text("status IN ('QUEUED', 'FAILED', 'SENDING')"),
             sqlite_where=text("status IN ('QUEUED', 'FAILED', 'SENDING')"),
         ),
-        Index("ix_deliveries_status", "status"),
+        # Operators look for what needs attention; SENT rows (most of them) stay out of this index.
+        Index(
+            "ix_deliveries_attention",
+            "status",
+            postgresql_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN')"),
+            sqlite_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN')"),
+        ),
+        # Twilio's status callbacks find an SMS by its SID.
+        Index(
+            "ix_deliveries_sms_provider_id",
+            "provider_id",
+            postgresql_where=text("channel = 'sms' AND provider_id IS NOT NULL"),
+            sqlite_where=text("channel = 'sms' AND provider_id IS NOT NULL"),
+        ),
         # What the delivery relay polls for: due rows not yet handed to the broker.
         Index(
             "ix_deliveries_unqueued",
@@ -338,7 +351,7 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
-    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(64))
     provider_status: Mapped[str | None] = mapped_column(String(32))
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
