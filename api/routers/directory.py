@@ -81,32 +81,21 @@ def _named(uid: str, name: str, base: str, resource: str) -> dict[str, Any]:
 def user_dict(session: Session, user: User, base: str, *, private: bool) -> dict[str, Any]:
     """A user as DHIS2 renders it; never the password, contact details only when `private`."""
 
-    def groups() -> list[dict[str, Any]]:
-        rows = session.execute(
-            select(UserGroup.uid, UserGroup.name)
-            .join(UserGroupMember, UserGroupMember.group_id == UserGroup.id)
-            .where(UserGroupMember.user_id == user.id)
-            .order_by(UserGroup.name)
-        )
-        return [_named(uid, name, base, "userGroups") for uid, name in rows]
+    def related(model: Any, link: Any, column: Any, resource: str) -> Callable[[], list[dict[str, Any]]]:
+        def load() -> list[dict[str, Any]]:
+            rows = session.execute(
+                select(model.uid, model.name)
+                .join(link, column == model.id)
+                .where(link.user_id == user.id)
+                .order_by(model.name)
+            )
+            return [_named(uid, name, base, resource) for uid, name in rows]
 
-    def units() -> list[dict[str, Any]]:
-        rows = session.execute(
-            select(OrganisationUnit.uid, OrganisationUnit.name)
-            .join(UserOrgUnit, UserOrgUnit.org_unit_id == OrganisationUnit.id)
-            .where(UserOrgUnit.user_id == user.id)
-            .order_by(OrganisationUnit.name)
-        )
-        return [_named(uid, name, base, "organisationUnits") for uid, name in rows]
+        return load
 
-    def roles() -> list[dict[str, Any]]:
-        rows = session.execute(
-            select(UserRole.uid, UserRole.name)
-            .join(UserRoleMember, UserRoleMember.role_id == UserRole.id)
-            .where(UserRoleMember.user_id == user.id)
-            .order_by(UserRole.name)
-        )
-        return [_named(uid, name, base, "userRoles") for uid, name in rows]
+    groups = related(UserGroup, UserGroupMember, UserGroupMember.group_id, "userGroups")
+    units = related(OrganisationUnit, UserOrgUnit, UserOrgUnit.org_unit_id, "organisationUnits")
+    roles = related(UserRole, UserRoleMember, UserRoleMember.role_id, "userRoles")
 
     return {
         "id": user.uid,

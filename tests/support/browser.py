@@ -46,13 +46,11 @@ def chromium_path() -> str:
 
 
 def require_chromium() -> str:
-    """chromium_path() for a test: skip when it is missing locally, fail when it is missing in CI."""
+    """chromium_path() for a test: fail when it is missing (scripts/test.sh installs it)."""
     try:
         return chromium_path()
     except ChromiumMissingError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        pytest.fail(str(exc))
 
 
 @contextmanager
