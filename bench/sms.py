@@ -37,7 +37,7 @@ from bench._support import (
     uvicorn_command,
     wait_for_port,
 )
-from bench.email import peer_stats, wait_settled
+from bench.email import peer_stats, steady_rate, wait_settled
 
 OU = "OuSms000001"
 FROM_NUMBER = "+15005550006"
@@ -100,14 +100,15 @@ async def raw_run(base_url: str, sid: str, token: str, count: int, concurrency: 
     return elapsed
 
 
-def fleet_run(engine: Engine, api_url: str, count: int) -> tuple[float, dict[str, int]]:
-    """POST to the org unit; seconds until all `count` deliveries are SENT, and the final status counts."""
+def fleet_run(engine: Engine, api_url: str, count: int) -> tuple[float, dict[str, int], str]:
+    """POST to the org unit; seconds until all `count` deliveries are SENT, the status counts, the conversation."""
     body = {"subject": "District meeting", "text": TEXT, "organisationUnits": [{"id": OU}]}
     with httpx.Client(timeout=60, auth=("admin", "district")) as client:
         start = time.perf_counter()
         response = client.post(f"{api_url}/api/messageConversations", json=body)
     assert response.status_code == 201, response.text
-    return wait_settled(engine, response.headers["Location"].rsplit("/", 1)[1], count, start)
+    conversation = response.headers["Location"].rsplit("/", 1)[1]
+    return (*wait_settled(engine, conversation, count, start), conversation)
 
 
 def main() -> None:
@@ -128,6 +129,8 @@ def main() -> None:
     stats_url = f"http://127.0.0.1:{stats_port}"
     namespace = f"bench-{secrets.token_hex(3)}"
     fleet_s: list[float] = []
+    first_s: list[float] = []
+    steady: list[float] = []
     raw_s: list[float] = []
     problems: list[str] = []
     n = args.recipients
@@ -160,8 +163,11 @@ def main() -> None:
                     if (got["messages"], got["unique"]) != (n, n):
                         problems.append(f"raw: stand-in saw {got}")
                     peer_stats(stats_url, reset=True)
-                    elapsed, counts = fleet_run(engine, f"http://127.0.0.1:{api_port}", n)
+                    elapsed, counts, conversation = fleet_run(engine, f"http://127.0.0.1:{api_port}", n)
                     fleet_s.append(elapsed)
+                    first, rate = steady_rate(engine, conversation, n)
+                    first_s.append(first)
+                    steady.append(rate)
                     got = peer_stats(stats_url)
                     if counts != {"SENT": n} or (got["messages"], got["unique"]) != (n, n):
                         problems.append(f"fleet: rows {counts}, stand-in saw {got}")
@@ -174,6 +180,9 @@ def main() -> None:
     fleet, raw = median(fleet_s), median(raw_s)
     table = [
         ("Herald fleet: POST -> last delivery SENT", f"{fleet:.2f}", f"{n / fleet:,.0f}", f"{raw / fleet:.2f}"),
+        ("  of which POST -> first SMS accepted", f"{median(first_s):.2f}", "-", "-"),
+        ("  steady state (10th-90th percentile of sent_at)", "-", f"{median(steady):,.0f}",
+         f"{median(steady) * raw / n:.2f}"),
         (f"raw twilio create_async, {total} in flight", f"{raw:.2f}", f"{n / raw:,.0f}", "1.00"),
     ]
     print_table(
@@ -188,6 +197,9 @@ def main() -> None:
         "fleet_sms_per_s": round(n / fleet),
         "raw_sms_per_s": round(n / raw),
         "ratio_to_raw": round(raw / fleet, 3),
+        "fleet_steady_sms_per_s": round(median(steady)),
+        "steady_ratio_to_raw": round(median(steady) * raw / n, 3),
+        "first_sms_s": round(median(first_s), 3),
         "goal_ratio": 0.5,
         "concurrency": total,
         "processes": args.processes,

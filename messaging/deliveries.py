@@ -45,6 +45,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy import cast as sql_cast
@@ -202,8 +203,8 @@ class Claim:
     skip: tuple[str, str] | None = None  # (code, reason): nothing to send after all
 
 
-def _claim_update(postgres: bool) -> Any:
-    """UPDATE that moves the due rows among :c_ids of :c_channel to SENDING (built once)."""
+def _claim_update() -> Any:
+    """UPDATE that moves the due rows among :c_ids of :c_channel to SENDING (SQLite; built once)."""
     inner = _T.alias("claimable")
     claimable = select(inner.c.id).where(
         inner.c.id.in_(bindparam("c_ids", expanding=True)),
@@ -211,8 +212,6 @@ def _claim_update(postgres: bool) -> Any:
         inner.c.status.in_(_DUE),
         inner.c.next_attempt_at <= bindparam("c_now", type_=DateTime),
     )
-    if postgres:
-        claimable = claimable.with_for_update(skip_locked=True)
     return (
         update(_T)
         .where(_T.c.id.in_(claimable))
@@ -261,14 +260,38 @@ def _drafts_select(rows: Any) -> Select[Any]:
 
 
 # Built once: constructing these per claim cost more CPU than running them.
-# PostgreSQL: one statement (the UPDATE in a CTE), run in autocommit: one round trip per claim.
-_CLAIM_PG = _drafts_select(
-    _claim_update(True)
-    .returning(_T.c.id, _T.c.attempts, _T.c.message_id, _T.c.user_id, _T.c.address)
-    .cte("claimed")
+# PostgreSQL: one statement, run in autocommit (one round trip per claim). The rows are locked
+# with SKIP LOCKED inside ARRAY(...), an init plan evaluated once, and the UPDATE finds them by
+# primary key. The guard's status test is written `(status || '') IN` so that it matches no
+# partial index predicate: right after a big fan-out the statistics still say few rows are due,
+# and the planner would otherwise walk every due row through ix_deliveries_due for each claim
+# (measured: 5 ms per claim at 20,000 due rows, growing with them; 0.7 ms this way).
+_CLAIM_PG = text(
+    """
+    WITH claimed AS (
+        UPDATE deliveries
+        SET status = 'SENDING', attempts = attempts + 1, claimed_at = :c_now, next_attempt_at = :c_lease_until,
+            updated = :c_now
+        WHERE id = ANY (ARRAY(SELECT id FROM deliveries WHERE id = ANY (CAST(:c_ids AS BIGINT[])) FOR UPDATE SKIP LOCKED))
+          AND channel = :c_channel AND (status || '') IN ('QUEUED', 'FAILED') AND next_attempt_at <= :c_now
+        RETURNING id, attempts, message_id, user_id, address
+    )
+    SELECT claimed.id, claimed.attempts, claimed.address,
+           m.uid AS message_uid, m.text, c.uid AS conversation_uid, c.subject, c.message_type,
+           r.uid AS recipient_uid, r.username AS recipient_username, r.first_name AS recipient_first,
+           r.surname AS recipient_surname, r.disabled AS recipient_disabled,
+           s.username AS sender_username, s.first_name AS sender_first, s.surname AS sender_surname,
+           (SELECT value FROM system_settings WHERE key = 'keySmsMaxLength') AS sms_limit
+    FROM claimed
+    JOIN messages m ON m.id = claimed.message_id
+    JOIN conversations c ON c.id = m.conversation_id
+    JOIN users r ON r.id = claimed.user_id
+    LEFT JOIN users s ON s.id = m.sender_id
+    ORDER BY claimed.id
+    """
 )
-# Elsewhere (SQLite): the UPDATE ... RETURNING, then the drafts of what it returned.
-_CLAIM_UPDATE = _claim_update(False).returning(_T.c.id)
+# Elsewhere (SQLite, one writer at a time): the UPDATE ... RETURNING, then the drafts of what it returned.
+_CLAIM_UPDATE = _claim_update().returning(_T.c.id)
 _CLAIM_DRAFTS = _drafts_select(_T).where(_T.c.id.in_(bindparam("c_claimed", expanding=True)))
 
 
@@ -459,24 +482,26 @@ def claim_due(engine: Engine, channels: Collection[str], *, limit: int, stale_s:
     """Mark up to ``limit`` due rows as handed to the broker now; return (id, channel) pairs, by id.
 
     Due: QUEUED or FAILED with ``next_attempt_at`` passed, never enqueued, or (``stale_s`` given)
-    enqueued longer ago than that and still not claimed: the broker lost the job. One UPDATE
-    (SKIP LOCKED on PostgreSQL, so several relays share the work).
+    enqueued longer ago than that and still not claimed: the broker lost the job. On PostgreSQL,
+    SKIP LOCKED lets several relays share the work.
     """
     if not channels:
         return []
     now = utcnow()
-    inner = _T.alias("due")
-    conditions = [inner.c.status.in_(_DUE), inner.c.next_attempt_at <= now, inner.c.channel.in_(list(channels))]
+    conditions = [_T.c.status.in_(_DUE), _T.c.next_attempt_at <= now, _T.c.channel.in_(list(channels))]
     if stale_s is None:
-        conditions.append(inner.c.enqueued_at.is_(None))
+        conditions.append(_T.c.enqueued_at.is_(None))
     else:
-        conditions.append(inner.c.enqueued_at < now - timedelta(seconds=stale_s))
-    due = select(inner.c.id).where(*conditions).order_by(inner.c.next_attempt_at, inner.c.id).limit(limit)
+        conditions.append(_T.c.enqueued_at < now - timedelta(seconds=stale_s))
+    query = select(_T.c.id, _T.c.channel).where(*conditions).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit)
     if engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    statement = update(_T).where(_T.c.id.in_(due)).values(enqueued_at=now).returning(_T.c.id, _T.c.channel)
+        query = query.with_for_update(skip_locked=True)
     with engine.begin() as conn:
-        return sorted((row.id, row.channel) for row in conn.execute(statement))
+        rows = sorted((row.id, row.channel) for row in conn.execute(query))
+        if rows:
+            # By primary key, not IN (subquery): see _CLAIM_PG on plans over fresh statistics.
+            conn.execute(update(_T).where(_T.c.id.in_([r[0] for r in rows])).values(enqueued_at=now))
+    return rows
 
 
 def release(engine: Engine, ids: Sequence[int]) -> None:

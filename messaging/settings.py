@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -112,11 +112,13 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
 
-    @model_validator(mode="after")
-    def _retry_window(self) -> Settings:
-        if self.retry_max_s < self.retry_base_s:
-            raise ValueError("HERALD_RETRY_MAX_S must not be less than HERALD_RETRY_BASE_S")
-        return self
+    @field_validator("retry_max_s")
+    @classmethod
+    def _retry_window(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("retry_base_s")
+        if base is not None and value < base:
+            raise ValueError("must not be less than HERALD_RETRY_BASE_S")
+        return value
 
     @property
     def in_process_workers(self) -> bool:

@@ -42,7 +42,7 @@ from tests.support.deliveries import (
     worker_process,
 )
 from tests.support.smtp_sink import STALL, SmtpSink
-from workers.delivery import CLAIM_DEPTH, DeliveryHost
+from workers.sending import CLAIM_DEPTH, DeliveryHost
 
 pytestmark = [pytest.mark.postgres]
 

@@ -1,0 +1,295 @@
+"""Sending deliveries in one worker process: the channels on their loop, claims paced by slots.
+
+Per worker process (``DeliveryHost``):
+- one event loop thread owning one long-lived channel per configured channel (the SMTP pool and
+  Twilio's aiohttp session live on that loop for the life of the worker);
+- per channel a ``Slots`` counter bounding the rows claimed and not yet finished (four times the
+  channel's concurrency: HERALD_SMTP_CONNECTIONS, HERALD_SMS_CONCURRENCY), and for SMS the
+  HERALD_SMS_RATE token bucket (in Redis when the broker is Redis);
+- one recorder thread writing outcomes in batches (``workers.recorder``).
+
+``DeliveryHost.deliver(channel, ids)``, the body of the ``herald.deliver`` actor, takes slots (and
+tokens), claims that many of its rows, starts their sends on the loop and goes on until its ids
+are claimed; it returns when every outcome it started is written. Rows it could not get slots for
+within ``SLOT_WAIT_S`` go back to the relay, so a slow channel never holds every worker thread.
+
+The loop is the host's own ``dramatiq.asyncio.EventLoopThread``, not Dramatiq's AsyncIO
+middleware: that middleware keeps one global loop per process, so two workers in one process
+(the in-process fleet beside a test's Redis worker) would stop each other's loop on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from dramatiq.asyncio import EventLoopThread
+from sqlalchemy import Engine
+
+from channels.base import Channel, Envelope
+from channels.email import EmailChannel
+from channels.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnknownOutcomeError,
+)
+from channels.sms import SmsChannel
+from messaging import deliveries
+from messaging.deliveries import Claim, Draft, Outcome, Result, RetryPolicy
+from messaging.settings import Settings
+from workers.ratelimit import LocalBucket, RedisBucket, TokenBucket, take_within
+from workers.recorder import Recorder, Tracker
+
+log = logging.getLogger("herald.deliveries")
+SLOT_WAIT_S = 5.0  # longest a job waits for room on its channel before handing its rows back
+CLAIM_DEPTH = 4  # rows claimed and unfinished per process, in multiples of the channel's concurrency
+STATUS_CALLBACK_PATH = "/api/sms/twilio/status"
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """The configured channels (unconnected); ValueError naming the key when one is half-configured."""
+    channels: dict[str, Channel] = {}
+    if settings.smtp_url is not None:
+        channels[deliveries.EMAIL] = EmailChannel.from_settings(settings)
+    if settings.twilio_account_sid or settings.twilio_auth_token:
+        callback = f"{settings.base_url}{STATUS_CALLBACK_PATH}" if settings.base_url else None
+        channels[deliveries.SMS] = SmsChannel.from_settings(
+            settings,
+            max_length=deliveries.SMS_HARD_LIMIT,  # keySmsMaxLength is applied when the row is claimed
+            status_callback=callback,
+            timeout_s=settings.sms_timeout_s,
+        )
+    return channels
+
+
+
+class Slots:
+    """A counting semaphore that hands out several permits at once, to threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = size
+        self._cond = threading.Condition()
+        self._needs: Counter[int] = Counter()  # what the waiting threads wait for
+
+    def take(self, want: int, deadline: float, at_least: int = 1) -> int:
+        """Up to ``want`` permits once ``min(want, at_least)`` are free; 0 when they were not by ``deadline``."""
+        need = max(1, min(want, at_least, self.size))
+        with self._cond:
+            self._needs[need] += 1
+            try:
+                while self._free < need:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return 0
+                    self._cond.wait(min(remaining, 0.05))  # short waits: Dramatiq's interrupts land between them
+            finally:
+                self._needs[need] -= 1
+                if not self._needs[need]:
+                    del self._needs[need]
+            granted = min(want, self._free)
+            self._free -= granted
+            return granted
+
+    def give(self, count: int) -> None:
+        """Return permits; wake the waiters only once one of them can go (sends finish one by one)."""
+        if count > 0:
+            with self._cond:
+                self._free += count
+                if self._needs and self._free >= min(self._needs):
+                    self._cond.notify_all()
+
+
+
+@dataclass
+class Lane:
+    """One channel in one worker process.
+
+    ``slots`` counts rows claimed and not yet finished: ``CLAIM_DEPTH`` times the channel's
+    concurrency, so the channel always has the next rows at hand, and a worker killed mid-send
+    leaves at most that many rows UNKNOWN. A claim waits until it can take at least the
+    concurrency's worth (or what its job has left) and takes up to twice that, so one
+    transaction claims several rows. ``in_flight`` bounds the concurrent sends where the channel
+    does not (email's pool does; Twilio's HTTP client does not).
+    """
+
+    name: str
+    channel: Channel
+    concurrency: int
+    in_flight: asyncio.Semaphore | None = None
+    bucket: TokenBucket | None = None
+
+    slots: Slots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = Slots(CLAIM_DEPTH * self.concurrency)
+
+
+class DeliveryHost:
+    """The channels, loop and recorder of one worker process; ``deliver`` is the actor's body."""
+
+    def __init__(self, settings: Settings, engine: Engine, channel_names: Sequence[str]) -> None:
+        self.settings, self.engine, self.channel_names = settings, engine, tuple(channel_names)
+        self.policy = RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s)
+        self._loop: EventLoopThread | None = None
+        self._lanes: dict[str, Lane] = {}
+        self._recorder: Recorder | None = None
+
+    def start(self) -> None:
+        """Start the loop and the recorder and open the channels (fresh ones each boot: they bind to the loop)."""
+        loop = EventLoopThread(log)
+        loop.daemon = True
+        loop.start(timeout=5.0)
+        channels = build_channels(self.settings)
+        lanes = {}
+        for name in self.channel_names:
+            if name == deliveries.EMAIL:
+                lanes[name] = Lane(name, channels[name], self.settings.smtp_connections)
+            else:
+                concurrency = self.settings.sms_concurrency
+                lanes[name] = Lane(name, channels[name], concurrency, asyncio.Semaphore(concurrency), self._sms_bucket())
+        recorder = Recorder(self.engine, self.policy)
+        recorder.start()
+        self._loop, self._lanes, self._recorder = loop, lanes, recorder
+
+    def _sms_bucket(self) -> TokenBucket:
+        url, rate = self.settings.broker_url, self.settings.sms_rate_per_s
+        if urlsplit(url).scheme in {"redis", "rediss"}:
+            return RedisBucket(url, f"{self.settings.broker_namespace}.sms-rate", rate)
+        return LocalBucket(rate)  # in-process, or RabbitMQ: per process (docs/deliveries.md)
+
+    def stop(self) -> None:
+        """Write the last outcomes, close the channels on their loop, stop the loop."""
+        loop, lanes, recorder = self._loop, self._lanes, self._recorder
+        self._loop, self._lanes, self._recorder = None, {}, None
+        if recorder is not None:
+            recorder.stop()
+        for lane in lanes.values():
+            if lane.bucket is not None:
+                lane.bucket.close()
+        if loop is not None:
+            try:
+                loop.run_coroutine(_close_all([lane.channel for lane in lanes.values()]))
+            except Exception:
+                log.warning("closing the delivery channels failed", exc_info=True)
+            loop.stop()
+
+    def deliver(self, channel: str, ids: Sequence[int]) -> None:
+        """Claim and send these deliveries; return when every outcome is written. Safe to run twice."""
+        loop, lane, recorder = self._loop, self._lanes.get(channel), self._recorder
+        if loop is None or recorder is None:
+            raise RuntimeError("the delivery host is not running")
+        if lane is None:  # a job from a process with other channels: leave the rows to one that has it
+            deliveries.release(self.engine, ids)
+            return
+        pending = list(ids)
+        tracker = Tracker()
+        started: list[concurrent.futures.Future[None]] = []
+        deadline = time.monotonic() + SLOT_WAIT_S
+        while pending:
+            room = lane.slots.take(min(len(pending), lane.slots.size), deadline, at_least=lane.slots.size // 2)
+            if room and lane.bucket is not None:
+                tokens = take_within(lane.bucket, room, deadline)
+                lane.slots.give(room - tokens)
+                room = tokens
+            if not room:
+                break
+            chunk, pending = pending[:room], pending[room:]
+            try:
+                claims = deliveries.claim(
+                    self.engine, channel, chunk, lease_s=self.settings.delivery_lease_s, base_url=self.settings.base_url
+                )
+            except BaseException:
+                lane.slots.give(room)
+                raise
+            sending = [c for c in claims if c.draft is not None]
+            lane.slots.give(room - len(sending))
+            tracker.expect(len(claims))
+            handed = False
+            try:
+                for c in claims:
+                    if c.draft is None:
+                        code, reason = c.skip or ("skipped", "nothing to send")
+                        recorder.submit(_outcome(c, Result.SKIPPED, code=code, reason=reason), tracker)
+                if sending:
+                    coroutine = self._send_all(lane, sending, recorder, tracker)
+                    started.append(asyncio.run_coroutine_threadsafe(coroutine, loop.loop))
+                handed = True
+            finally:
+                if not handed:
+                    # Interrupted (time limit, shutdown) before these reached the loop: not sent, so queue them again.
+                    for c in sending:
+                        lane.slots.give(1)
+                        recorder.submit(_outcome(c, Result.RELEASED, code="interrupted", reason="the job stopped first"), tracker)
+        if pending:
+            deliveries.release(self.engine, pending)  # no room in time: the relay hands them out again
+        tracker.wait()
+        for future in started:
+            _wait(future)
+
+    async def _send_all(self, lane: Lane, claims: Sequence[Claim], recorder: Recorder, tracker: Tracker) -> None:
+        """Send claimed rows concurrently (the channel bounds how many at once)."""
+        await asyncio.gather(*(self._send(lane, claim, recorder, tracker) for claim in claims))
+
+    async def _send(self, lane: Lane, claim: Claim, recorder: Recorder, tracker: Tracker) -> None:
+        """Send one claimed row; queue its outcome, whatever happens."""
+        assert claim.draft is not None
+        outcome = _outcome(claim, Result.UNKNOWN, code="cancelled", reason="the worker stopped during the send")
+        try:
+            if lane.in_flight is not None:
+                async with lane.in_flight:
+                    receipt = await lane.channel.send(_envelope(claim.draft))
+            else:
+                receipt = await lane.channel.send(_envelope(claim.draft))
+        except PermanentDeliveryError as exc:
+            outcome = _outcome(claim, Result.PERMANENT, code=exc.code, reason=exc.reason)
+        except UnknownOutcomeError as exc:
+            outcome = _outcome(claim, Result.UNKNOWN, code=exc.code, reason=exc.reason)
+        except (TransientDeliveryError, DeliveryError) as exc:
+            outcome = _outcome(claim, Result.TRANSIENT, code=exc.code, reason=exc.reason, retry_after_s=exc.retry_after_s)
+        except Exception as exc:
+            # Outside the channel contract: it may have reached the provider, so never resend it blindly.
+            log.exception("unexpected error sending delivery %d", claim.delivery_id)
+            outcome = _outcome(claim, Result.UNKNOWN, code="internal-error", reason=f"{type(exc).__name__}: {exc}")
+        else:
+            outcome = _outcome(claim, Result.SENT, provider_id=receipt.provider_id)
+        finally:
+            lane.slots.give(1)
+            recorder.submit(outcome, tracker)
+
+
+_ENVELOPE_FIELDS = tuple(f.name for f in dataclasses.fields(Envelope))
+
+
+def _envelope(draft: Draft) -> Envelope:
+    # Field by field: dataclasses.asdict deep-copies, which costs more than the SMTP exchange's parsing.
+    return Envelope(**{name: getattr(draft, name) for name in _ENVELOPE_FIELDS})
+
+
+def _outcome(claim: Claim, result: Result, **details: Any) -> Outcome:
+    return Outcome(claim.delivery_id, claim.claimed_at, claim.attempt, result, **details)
+
+
+def _wait(future: concurrent.futures.Future[Any]) -> Any:
+    """A future's result, waited for in short slices so Dramatiq can interrupt the thread."""
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except concurrent.futures.TimeoutError:
+            if not future.done():
+                continue
+            raise
+
+
+async def _close_all(channels: Sequence[Channel]) -> None:
+    await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in channels), return_exceptions=True), 10.0)
