@@ -86,24 +86,50 @@ _DUE = (_Q, _F)
 # --- creation: the fan-out's notification hook --------------------------------------------------
 
 
-def notifier(channels: Collection[str]) -> Callable[[Connection, OutboxEvent], None]:
-    """A ``fanout.process_event`` hook creating delivery rows for the channels that are on."""
+Dispatch = Callable[[list[tuple[int, str]]], object]  # (id, channel) pairs to the broker
+
+
+def notifier(channels: Collection[str], dispatch: Dispatch | None = None) -> fanout.NotificationHook:
+    """A ``fanout.process_event`` hook creating delivery rows for the channels that are on.
+
+    With ``dispatch``, the new QUEUED rows are marked enqueued in the same transaction and, once
+    it has committed, handed to ``dispatch`` as (id, channel) pairs: no relay round (an UPDATE of
+    every row and a poll) between the fan-out and the first send. Should the dispatch fail or the
+    jobs be lost, the relay's sweep re-enqueues rows enqueued long ago and never claimed.
+    """
     on = tuple(c for c in CHANNELS if c in channels)
 
-    def notify(conn: Connection, event: OutboxEvent) -> None:
-        if on:
-            create_for_event(conn, event.kind, event.payload, on)
+    def notify(conn: Connection, event: OutboxEvent) -> Callable[[], None] | None:
+        if not on:
+            return None
+        created = create_for_event(conn, event.kind, event.payload, on, enqueued=dispatch is not None)
+        if dispatch is None or not created:
+            return None
+
+        def hand_over() -> None:
+            dispatch(created)
+
+        return hand_over
 
     return notify
 
 
-def create_for_event(conn: Connection, kind: str, payload: dict[str, Any], channels: Sequence[str]) -> int:
-    """Insert the deliveries an outbox event calls for (DECISIONS #15); idempotent. Returns rows added."""
+def create_for_event(
+    conn: Connection, kind: str, payload: dict[str, Any], channels: Sequence[str], *, enqueued: bool = False
+) -> list[tuple[int, str]]:
+    """Insert the deliveries an outbox event calls for (DECISIONS #15); idempotent.
+
+    Returns the QUEUED rows it added as (id, channel); ``enqueued`` marks them handed to the broker.
+    """
     notified = _notified(conn, kind, payload)
     if notified is None:
-        return 0
+        return []
     recipients, message_id, exclude = notified
-    return sum(_insert(conn, message_id, recipients, channel, exclude) for channel in channels)
+    return [
+        (delivery_id, channel)
+        for channel in channels
+        for delivery_id in _insert(conn, message_id, recipients, channel, exclude, enqueued=enqueued)
+    ]
 
 
 def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Select[Any], int, int | None] | None:
@@ -126,8 +152,10 @@ def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Sel
     return None  # recipients added, status, priority, assign: nobody
 
 
-def _insert(conn: Connection, message_id: int, recipients: Select[Any], channel: str, exclude: int | None) -> int:
-    """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason."""
+def _insert(
+    conn: Connection, message_id: int, recipients: Select[Any], channel: str, exclude: int | None, *, enqueued: bool
+) -> list[int]:
+    """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason; the QUEUED ids."""
     key = OPT_IN_KEYS[channel]
     system = conn.scalar(select(sql_cast(SystemSetting.value, Text)).where(SystemSetting.key == key))
     default = system if system is not None else json.dumps(SYSTEM_SETTING_DEFAULTS[key])
@@ -162,13 +190,17 @@ def _insert(conn: Connection, message_id: int, recipients: Select[Any], channel:
         "message_id", "user_id", "channel", "status", "address", "attempts", "next_attempt_at",
         "last_error_code", "last_error", "created", "updated",
     ]
+    if enqueued:
+        columns.append("enqueued_at")
+        rows = rows.add_columns(case((opted_out, null()), (address.is_(None), null()), else_=literal(now, DateTime)))
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(Delivery)
         .from_select(columns, rows)
         .on_conflict_do_nothing(index_elements=["message_id", "user_id", "channel"])
+        .returning(Delivery.id, Delivery.status)
     )
-    return conn.execute(statement).rowcount or 0
+    return sorted(row.id for row in conn.execute(statement) if row.status == _Q)
 
 
 # --- claiming ----------------------------------------------------------------------------------
@@ -435,14 +467,43 @@ _RECORD = (
 )
 
 
+# PostgreSQL: the whole batch in one statement, its columns as arrays: one execution instead of
+# one per row, and no per-row parameter processing in SQLAlchemy. The same guard as _RECORD.
+_RECORD_PG = text(
+    """
+    UPDATE deliveries AS d SET
+        status = v.status, attempts = d.attempts + v.delta, next_attempt_at = v.next_at,
+        last_error_code = coalesce(v.code, d.last_error_code), last_error = coalesce(v.reason, d.last_error),
+        provider_id = coalesce(v.provider_id, d.provider_id), sent_at = coalesce(v.sent_at, d.sent_at),
+        enqueued_at = NULL, updated = :now
+    FROM unnest(
+        CAST(:ids AS BIGINT[]), CAST(:claimed AS TIMESTAMP[]), CAST(:statuses AS VARCHAR[]), CAST(:deltas AS INTEGER[]),
+        CAST(:next AS TIMESTAMP[]), CAST(:codes AS VARCHAR[]), CAST(:reasons AS TEXT[]),
+        CAST(:provider_ids AS VARCHAR[]), CAST(:sent AS TIMESTAMP[])
+    ) AS v(id, claimed_at, status, delta, next_at, code, reason, provider_id, sent_at)
+    WHERE d.id = v.id AND d.claimed_at = v.claimed_at AND d.status IN ('SENDING', 'UNKNOWN')
+    """
+)
+_RECORD_COLUMNS = {
+    "ids": "b_id", "claimed": "b_claimed_at", "statuses": "b_status", "deltas": "b_attempts_delta",
+    "next": "b_next", "codes": "b_code", "reasons": "b_reason", "provider_ids": "b_provider_id", "sent": "b_sent_at",
+}
+
+
 def record(engine: Engine, outcomes: Sequence[Outcome], policy: RetryPolicy, *, rng: random.Random | None = None) -> None:
-    """Write a batch of outcomes in one transaction (one executemany)."""
+    """Write a batch of outcomes in one transaction (one statement on PostgreSQL, else one executemany)."""
     if not outcomes:
         return
     now = utcnow()
-    params = [_params(o, policy, now, rng) for o in outcomes]
+    # One outcome per claim (a claim has one send); the first wins, as it would row by row.
+    unique = {(o.delivery_id, o.claimed_at): o for o in reversed(outcomes)}
+    params = [_params(o, policy, now, rng) for o in reversed(unique.values())]
     with engine.begin() as conn:
-        conn.execute(_RECORD, params)
+        if conn.dialect.name == "postgresql":
+            arrays: dict[str, Any] = {name: [p[key] for p in params] for name, key in _RECORD_COLUMNS.items()}
+            conn.execute(_RECORD_PG, {**arrays, "now": now})
+        else:
+            conn.execute(_RECORD, params)
 
 
 def _params(o: Outcome, policy: RetryPolicy, now: datetime, rng: random.Random | None) -> dict[str, Any]:
@@ -478,30 +539,45 @@ def _params(o: Outcome, policy: RetryPolicy, now: datetime, rng: random.Random |
 # --- the relay and the sweeper -------------------------------------------------------------------
 
 
+# PostgreSQL: one statement, one round trip. The due rows are picked and locked (SKIP LOCKED, so
+# several relays share the work) in an ARRAY(...) init plan and updated by primary key; the
+# status test is written out so the partial indexes' predicates match it.
+_CLAIM_DUE_PG = """
+    UPDATE deliveries SET enqueued_at = :now
+    WHERE id = ANY (ARRAY(
+        SELECT id FROM deliveries
+        WHERE status IN ('QUEUED', 'FAILED') AND next_attempt_at <= :now
+          AND channel = ANY (CAST(:channels AS VARCHAR[])) AND {enqueued}
+        ORDER BY next_attempt_at, id LIMIT :limit FOR UPDATE SKIP LOCKED))
+    RETURNING id, channel
+"""
+_CLAIM_UNQUEUED_PG = text(_CLAIM_DUE_PG.format(enqueued="enqueued_at IS NULL"))
+_CLAIM_STALE_PG = text(_CLAIM_DUE_PG.format(enqueued="enqueued_at < :stale_before"))
+
+
 def claim_due(engine: Engine, channels: Collection[str], *, limit: int, stale_s: float | None = None) -> list[tuple[int, str]]:
     """Mark up to ``limit`` due rows as handed to the broker now; return (id, channel) pairs, by id.
 
     Due: QUEUED or FAILED with ``next_attempt_at`` passed, never enqueued, or (``stale_s`` given)
-    enqueued longer ago than that and still not claimed: the broker lost the job. On PostgreSQL,
-    SKIP LOCKED lets several relays share the work.
+    enqueued longer ago than that and still not claimed: the broker lost the job.
     """
     if not channels:
         return []
     now = utcnow()
-    conditions = [_T.c.status.in_(_DUE), _T.c.next_attempt_at <= now, _T.c.channel.in_(list(channels))]
-    if stale_s is None:
-        conditions.append(_T.c.enqueued_at.is_(None))
-    else:
-        conditions.append(_T.c.enqueued_at < now - timedelta(seconds=stale_s))
-    query = select(_T.c.id, _T.c.channel).where(*conditions).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit)
-    if engine.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    stale_before = None if stale_s is None else now - timedelta(seconds=stale_s)
     with engine.begin() as conn:
-        rows = sorted((row.id, row.channel) for row in conn.execute(query))
-        if rows:
-            # By primary key, not IN (subquery): see _CLAIM_PG on plans over fresh statistics.
-            conn.execute(update(_T).where(_T.c.id.in_([r[0] for r in rows])).values(enqueued_at=now))
-    return rows
+        if conn.dialect.name == "postgresql":
+            pg = _CLAIM_UNQUEUED_PG if stale_before is None else _CLAIM_STALE_PG
+            params = {"now": now, "channels": list(channels), "limit": limit, "stale_before": stale_before}
+            return sorted((row.id, row.channel) for row in conn.execute(pg, params))
+        conditions = [_T.c.status.in_(_DUE), _T.c.next_attempt_at <= now, _T.c.channel.in_(list(channels))]
+        if stale_before is None:
+            conditions.append(_T.c.enqueued_at.is_(None))
+        else:
+            conditions.append(_T.c.enqueued_at < stale_before)
+        query = select(_T.c.id).where(*conditions).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit)
+        statement = update(_T).where(_T.c.id.in_(query)).values(enqueued_at=now).returning(_T.c.id, _T.c.channel)
+        return sorted((row.id, row.channel) for row in conn.execute(statement))
 
 
 def release(engine: Engine, ids: Sequence[int]) -> None:

@@ -47,7 +47,8 @@ from messaging.models import (
 )
 
 # Called after an event's inbox work, in the same transaction: email/SMS deliveries hook in here.
-NotificationHook = Callable[[Connection, OutboxEvent], None]
+# Runs inside the event's transaction; what it returns (if anything) runs once that has committed.
+NotificationHook = Callable[[Connection, OutboxEvent], Callable[[], None] | None]
 
 
 def recipients_select(users: list[int], groups: list[int], org_units: list[int]) -> Select[Any] | None:
@@ -151,9 +152,10 @@ def process_event(engine: Engine, event_id: int, notify: NotificationHook | None
         event = OutboxEvent(**dict(row))
         handler = _HANDLERS[event.kind]
         handler(conn, event.payload)
-        if notify is not None:
-            notify(conn, event)
+        after_commit = notify(conn, event) if notify is not None else None
         conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(done_at=utcnow()))
+    if after_commit is not None:
+        after_commit()
     return True
 
 

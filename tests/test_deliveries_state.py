@@ -128,12 +128,43 @@ def test_the_same_deliver_job_run_twice_sends_once_even_by_two_workers_at_the_sa
             thread.start()
         for thread in threads:
             thread.join(30)
+        # A job returns once its rows are claimed and handed to the loop; the sends go on.
+        wait_until(
+            lambda: set(status_of(engine, first_job + second_job).values()) == {("SENT", 1)},
+            what="every row SENT once",
+        )
     finally:
         for host in hosts:
             host.stop()
     assert set(status_of(engine, first_job + second_job).values()) == {("SENT", 1)}
     received = mails_to(sink)
     assert len(received) == 22 and set(received.values()) == {1}
+
+
+def test_a_stopping_worker_finishes_the_send_under_way_and_hands_back_the_rows_not_started(
+    db: tuple[str, Engine], sink: SmtpSink
+) -> None:
+    url, engine = db
+    overrides = {"SMTP_URL": smtp(sink), "HERALD_SMTP_CONNECTIONS": "1", "HERALD_SMTP_TIMEOUT_S": "1"}
+    settings = make_settings(DATABASE_URL=url, **{**TEST_DEFAULTS, **overrides})
+    ids = staged(engine, *bulk_email_users(engine, 4, "Stp"))
+    sink.script_data([STALL])  # the first mail hangs in DATA until the client gives up
+    host = DeliveryHost(settings, engine, ("email",))
+    host.start()
+    try:
+        host.deliver("email", ids)  # returns with the rows claimed: one in DATA, three waiting for the connection
+        wait_until(lambda: answers_left(sink, "DATA") == 0, what="the first mail's DATA to hang")
+    finally:
+        host.stop()
+    columns = (Delivery.id, Delivery.status, Delivery.attempts, Delivery.enqueued_at, Delivery.last_error_code)
+    with engine.connect() as conn:
+        rows = {row.id: row for row in conn.execute(select(*columns).where(Delivery.id.in_(ids)))}
+    first, rest = rows[ids[0]], [rows[i] for i in ids[1:]]
+    # The send under way ran to its end (a timeout after DATA left: maybe delivered, never resent blindly).
+    assert (first.status, first.attempts) == ("UNKNOWN", 1)
+    # The rows that never reached the server are QUEUED again, their attempt not counted, for the relay.
+    assert {(r.status, r.attempts, r.enqueued_at, r.last_error_code) for r in rest} == {("QUEUED", 0, None, "stopping")}
+    assert sink.messages == []
 
 
 def test_concurrent_claims_of_the_same_rows_never_overlap(db: tuple[str, Engine]) -> None:
@@ -294,8 +325,11 @@ def test_an_emptied_redis_loses_no_delivery(db: tuple[str, Engine], sink: SmtpSi
             event_id = conn.scalar(select(OutboxEvent.id).where(OutboxEvent.done_at.is_(None)))
         workers = fleet.runtime.deliveries
         assert event_id is not None and workers is not None
-        fanout.process_event(engine, event_id, notify=workers.notify)
-        assert workers.relay.run_once() == 3  # the jobs are in Redis now...
+        fanout.process_event(engine, event_id, notify=workers.notify)  # the fan-out hands its rows to Redis itself
+        assert workers.relay.run_once() == 0  # nothing left for the relay: the jobs are in Redis now...
+        with engine.connect() as conn:
+            enqueued = conn.scalars(select(Delivery.enqueued_at).where(Delivery.status == "QUEUED")).all()
+        assert len(enqueued) == 3 and None not in enqueued
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(f"{namespace}*"))
         assert keys

@@ -18,7 +18,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 from sqlalchemy import Engine
 
-from messaging import deliveries
+from messaging import deliveries, fanout
 from messaging.settings import Settings
 from workers.broker import queue_name
 from workers.relay import Relay
@@ -67,6 +67,14 @@ class DeliveryRelay(Relay):
             if lost:
                 log.warning("re-enqueueing %d deliveries whose jobs were lost", len(lost))
             claimed += lost
+        return self.dispatch(claimed)
+
+    def dispatch(self, claimed: list[tuple[int, str]]) -> int:
+        """Send jobs for rows marked enqueued, HERALD_DELIVERY_BATCH ids each; return how many went.
+
+        Rows the broker refuses are released (their enqueued mark cleared) for the next poll.
+        The fan-out calls this too, for the rows it has just created.
+        """
         by_channel: dict[str, list[int]] = defaultdict(list)
         for delivery_id, channel in claimed:
             by_channel[channel].append(delivery_id)
@@ -107,7 +115,7 @@ class DeliveryWorkers:
     """What ``install`` declared: the fan-out hook, the actor, the host and the relay."""
 
     channels: tuple[str, ...]
-    notify: Callable[..., None]
+    notify: fanout.NotificationHook
     actor: dramatiq.Actor[[str, list[int]], None]
     host: DeliveryHost
     relay: DeliveryRelay
@@ -126,7 +134,7 @@ def install(settings: Settings, engine: Engine, broker: dramatiq.Broker) -> Deli
     host = DeliveryHost(settings, engine, channels)
 
     def deliver(channel: str, ids: list[int]) -> None:
-        """Claim and send a batch of deliveries (idempotent: only rows this job claims are sent)."""
+        """Claim a batch of deliveries and start their sends (idempotent: only rows this job claims are sent)."""
         host.deliver(channel, ids)
 
     actor: dramatiq.Actor[[str, list[int]], None] = dramatiq.actor(
@@ -134,9 +142,9 @@ def install(settings: Settings, engine: Engine, broker: dramatiq.Broker) -> Deli
         actor_name="herald.deliver",
         queue_name=queue_name(settings, "deliveries"),
         max_retries=0,  # the rows carry their own retries; a lost job is re-enqueued by the relay
-        # Room to wait for slots, then for sends that each end within their lease; sends outlive an interrupted job.
-        time_limit=int((SLOT_WAIT_S + 2 * settings.delivery_lease_s) * 1000),
+        # Room to wait for slots and claim; the sends run on the host's loop, outside the job.
+        time_limit=int((SLOT_WAIT_S + settings.delivery_lease_s) * 1000),
     )(deliver)
     relay = DeliveryRelay(engine, lambda channel, ids: actor.send(channel, ids), channels, settings)
     broker.add_middleware(DeliveryMiddleware(host, relay))
-    return DeliveryWorkers(channels, deliveries.notifier(channels), actor, host, relay)
+    return DeliveryWorkers(channels, deliveries.notifier(channels, relay.dispatch), actor, host, relay)

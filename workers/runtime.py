@@ -58,8 +58,6 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
         except Exception as exc:
             outbox.record_failure(engine, event_id, f"{type(exc).__name__}: {exc}")
             raise
-        if deliveries is not None:
-            deliveries.relay.wake()  # its new delivery rows go out now, not at the next poll
 
     outbox_actor: dramatiq.Actor[[int], None] = dramatiq.actor(
         broker=broker,

@@ -10,8 +10,12 @@ Per worker process (``DeliveryHost``):
 
 ``DeliveryHost.deliver(channel, ids)``, the body of the ``herald.deliver`` actor, takes slots (and
 tokens), claims that many of its rows, starts their sends on the loop and goes on until its ids
-are claimed; it returns when every outcome it started is written. Rows it could not get slots for
-within ``SLOT_WAIT_S`` go back to the relay, so a slow channel never holds every worker thread.
+are claimed; it returns once every row it claimed is handed to the loop, not when the sends end:
+the claim in the database, not the broker's acknowledgement, is what keeps a row from being sent
+twice, and a thread that waited for its sends would leave slots idle that the next job could
+fill. Rows it could not get slots for within ``SLOT_WAIT_S`` go back to the relay, so a slow
+channel never holds every worker thread. ``stop`` lets the sends under way finish, hands the
+claimed rows not yet started back (QUEUED, the attempt not counted) and writes every outcome.
 
 The loop is the host's own ``dramatiq.asyncio.EventLoopThread``, not Dramatiq's AsyncIO
 middleware: that middleware keeps one global loop per process, so two workers in one process
@@ -21,7 +25,6 @@ middleware: that middleware keeps one global loop per process, so two workers in
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -48,10 +51,11 @@ from messaging import deliveries
 from messaging.deliveries import Claim, Draft, Outcome, Result, RetryPolicy
 from messaging.settings import Settings
 from workers.ratelimit import LocalBucket, RedisBucket, TokenBucket, take_within
-from workers.recorder import Recorder, Tracker
+from workers.recorder import Recorder
 
 log = logging.getLogger("herald.deliveries")
 SLOT_WAIT_S = 5.0  # longest a job waits for room on its channel before handing its rows back
+FLUSH_S = 0.005  # how often the loop hands finished sends to the recorder and returns their slots
 CLAIM_DEPTH = 4  # rows claimed and unfinished per process, in multiples of the channel's concurrency
 STATUS_CALLBACK_PATH = "/api/sms/twilio/status"
 
@@ -110,6 +114,38 @@ class Slots:
                     self._cond.notify_all()
 
 
+class Finisher:
+    """Hands finished sends on from the loop every ``FLUSH_S``: outcomes to the recorder, slots back.
+
+    One by one, each send's hand-over woke the recorder and the claiming threads, at a cost
+    comparable to the send's own work; gathered, it is one wake-up per few milliseconds.
+    Called on the loop only.
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self._done: list[tuple[Lane, Outcome]] = []
+
+    def add(self, lane: Lane, outcome: Outcome) -> None:
+        """A send ended with this outcome."""
+        if not self._done:
+            asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+        self._done.append((lane, outcome))
+
+    def flush(self) -> None:
+        """Hand on what ended since the last flush."""
+        done, self._done = self._done, []
+        if not done:
+            return
+        self.recorder.submit(*(outcome for _, outcome in done))
+        lanes: dict[str, Lane] = {}
+        ended: Counter[str] = Counter()
+        for lane, _ in done:
+            lanes[lane.name] = lane
+            ended[lane.name] += 1
+        for name, count in ended.items():
+            lanes[name].slots.give(count)
+
 
 @dataclass
 class Lane:
@@ -119,20 +155,22 @@ class Lane:
     concurrency, so the channel always has the next rows at hand, and a worker killed mid-send
     leaves at most that many rows UNKNOWN. A claim waits until it can take at least the
     concurrency's worth (or what its job has left) and takes up to twice that, so one
-    transaction claims several rows. ``in_flight`` bounds the concurrent sends where the channel
-    does not (email's pool does; Twilio's HTTP client does not).
+    transaction claims several rows. ``in_flight`` bounds the concurrent sends (for email it
+    equals the SMTP pool, so a send that holds it never waits for a connection): a row that has
+    not got it yet has not reached the provider, and a stopping worker can give it back.
     """
 
     name: str
     channel: Channel
     concurrency: int
-    in_flight: asyncio.Semaphore | None = None
     bucket: TokenBucket | None = None
 
     slots: Slots = field(init=False)
+    in_flight: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self.slots = Slots(CLAIM_DEPTH * self.concurrency)
+        self.in_flight = asyncio.Semaphore(self.concurrency)  # binds to a loop at first use (3.10+)
 
 
 class DeliveryHost:
@@ -144,6 +182,8 @@ class DeliveryHost:
         self._loop: EventLoopThread | None = None
         self._lanes: dict[str, Lane] = {}
         self._recorder: Recorder | None = None
+        self._finisher: Finisher | None = None
+        self._stopping = False  # read on the loop: rows that have not started are handed back
 
     def start(self) -> None:
         """Start the loop and the recorder and open the channels (fresh ones each boot: they bind to the loop)."""
@@ -156,11 +196,12 @@ class DeliveryHost:
             if name == deliveries.EMAIL:
                 lanes[name] = Lane(name, channels[name], self.settings.smtp_connections)
             else:
-                concurrency = self.settings.sms_concurrency
-                lanes[name] = Lane(name, channels[name], concurrency, asyncio.Semaphore(concurrency), self._sms_bucket())
+                lanes[name] = Lane(name, channels[name], self.settings.sms_concurrency, self._sms_bucket())
         recorder = Recorder(self.engine, self.policy)
         recorder.start()
+        self._stopping = False
         self._loop, self._lanes, self._recorder = loop, lanes, recorder
+        self._finisher = Finisher(recorder)
 
     def _sms_bucket(self) -> TokenBucket:
         url, rate = self.settings.broker_url, self.settings.sms_rate_per_s
@@ -169,9 +210,17 @@ class DeliveryHost:
         return LocalBucket(rate)  # in-process, or RabbitMQ: per process (docs/deliveries.md)
 
     def stop(self) -> None:
-        """Write the last outcomes, close the channels on their loop, stop the loop."""
-        loop, lanes, recorder = self._loop, self._lanes, self._recorder
-        self._loop, self._lanes, self._recorder = None, {}, None
+        """Finish the sends under way, hand back the rows not started, write every outcome, close the channels."""
+        loop, lanes, recorder, finisher = self._loop, self._lanes, self._recorder, self._finisher
+        self._loop, self._lanes, self._recorder, self._finisher = None, {}, None, None
+        self._stopping = True
+        if loop is not None and finisher is not None:
+            # Each send ends within its channel's timeout, well inside the lease; past the lease
+            # the sweeper would call them UNKNOWN anyway, so cancel (and record UNKNOWN) then.
+            try:
+                loop.run_coroutine(_finish_tasks(self.settings.delivery_lease_s, finisher))
+            except Exception:
+                log.warning("finishing the sends under way failed", exc_info=True)
         if recorder is not None:
             recorder.stop()
         for lane in lanes.values():
@@ -185,16 +234,14 @@ class DeliveryHost:
             loop.stop()
 
     def deliver(self, channel: str, ids: Sequence[int]) -> None:
-        """Claim and send these deliveries; return when every outcome is written. Safe to run twice."""
-        loop, lane, recorder = self._loop, self._lanes.get(channel), self._recorder
-        if loop is None or recorder is None:
+        """Claim these deliveries and start their sends; return once all are handed on. Safe to run twice."""
+        loop, lane, recorder, finisher = self._loop, self._lanes.get(channel), self._recorder, self._finisher
+        if loop is None or recorder is None or finisher is None:
             raise RuntimeError("the delivery host is not running")
         if lane is None:  # a job from a process with other channels: leave the rows to one that has it
             deliveries.release(self.engine, ids)
             return
         pending = list(ids)
-        tracker = Tracker()
-        started: list[concurrent.futures.Future[None]] = []
         deadline = time.monotonic() + SLOT_WAIT_S
         while pending:
             room = lane.slots.take(min(len(pending), lane.slots.size), deadline, at_least=lane.slots.size // 2)
@@ -214,42 +261,37 @@ class DeliveryHost:
                 raise
             sending = [c for c in claims if c.draft is not None]
             lane.slots.give(room - len(sending))
-            tracker.expect(len(claims))
             handed = False
             try:
                 for c in claims:
                     if c.draft is None:
                         code, reason = c.skip or ("skipped", "nothing to send")
-                        recorder.submit(_outcome(c, Result.SKIPPED, code=code, reason=reason), tracker)
+                        recorder.submit(_outcome(c, Result.SKIPPED, code=code, reason=reason))
                 if sending:
-                    coroutine = self._send_all(lane, sending, recorder, tracker)
-                    started.append(asyncio.run_coroutine_threadsafe(coroutine, loop.loop))
+                    asyncio.run_coroutine_threadsafe(self._send_all(lane, sending, finisher), loop.loop)
                 handed = True
             finally:
                 if not handed:
                     # Interrupted (time limit, shutdown) before these reached the loop: not sent, so queue them again.
                     for c in sending:
                         lane.slots.give(1)
-                        recorder.submit(_outcome(c, Result.RELEASED, code="interrupted", reason="the job stopped first"), tracker)
+                        recorder.submit(_outcome(c, Result.RELEASED, code="interrupted", reason="the job stopped first"))
         if pending:
             deliveries.release(self.engine, pending)  # no room in time: the relay hands them out again
-        tracker.wait()
-        for future in started:
-            _wait(future)
 
-    async def _send_all(self, lane: Lane, claims: Sequence[Claim], recorder: Recorder, tracker: Tracker) -> None:
-        """Send claimed rows concurrently (the channel bounds how many at once)."""
-        await asyncio.gather(*(self._send(lane, claim, recorder, tracker) for claim in claims))
+    async def _send_all(self, lane: Lane, claims: Sequence[Claim], finisher: Finisher) -> None:
+        """Send claimed rows concurrently (``lane.in_flight`` bounds how many at once)."""
+        await asyncio.gather(*(self._send(lane, claim, finisher) for claim in claims))
 
-    async def _send(self, lane: Lane, claim: Claim, recorder: Recorder, tracker: Tracker) -> None:
+    async def _send(self, lane: Lane, claim: Claim, finisher: Finisher) -> None:
         """Send one claimed row; queue its outcome, whatever happens."""
         assert claim.draft is not None
-        outcome = _outcome(claim, Result.UNKNOWN, code="cancelled", reason="the worker stopped during the send")
+        outcome = _outcome(claim, Result.RELEASED, code="stopping", reason="the worker stopped before the send")
         try:
-            if lane.in_flight is not None:
-                async with lane.in_flight:
-                    receipt = await lane.channel.send(_envelope(claim.draft))
-            else:
+            async with lane.in_flight:
+                if self._stopping:
+                    return  # never reached the provider: QUEUED again for another worker
+                outcome = _outcome(claim, Result.UNKNOWN, code="cancelled", reason="the worker stopped during the send")
                 receipt = await lane.channel.send(_envelope(claim.draft))
         except PermanentDeliveryError as exc:
             outcome = _outcome(claim, Result.PERMANENT, code=exc.code, reason=exc.reason)
@@ -264,8 +306,7 @@ class DeliveryHost:
         else:
             outcome = _outcome(claim, Result.SENT, provider_id=receipt.provider_id)
         finally:
-            lane.slots.give(1)
-            recorder.submit(outcome, tracker)
+            finisher.add(lane, outcome)
 
 
 _ENVELOPE_FIELDS = tuple(f.name for f in dataclasses.fields(Envelope))
@@ -280,15 +321,16 @@ def _outcome(claim: Claim, result: Result, **details: Any) -> Outcome:
     return Outcome(claim.delivery_id, claim.claimed_at, claim.attempt, result, **details)
 
 
-def _wait(future: concurrent.futures.Future[Any]) -> Any:
-    """A future's result, waited for in short slices so Dramatiq can interrupt the thread."""
-    while True:
-        try:
-            return future.result(timeout=0.1)
-        except concurrent.futures.TimeoutError:
-            if not future.done():
-                continue
-            raise
+async def _finish_tasks(grace_s: float, finisher: Finisher) -> None:
+    """Wait up to ``grace_s`` for the loop's other tasks (the sends), cancel what is left, hand on every outcome."""
+    me = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not me]
+    if tasks:
+        _, late = await asyncio.wait(tasks, timeout=grace_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    finisher.flush()
 
 
 async def _close_all(channels: Sequence[Channel]) -> None:
