@@ -14,10 +14,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("HERALD_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -143,7 +145,7 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> None:
     """A plain aligned table."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
@@ -156,3 +158,63 @@ def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]
 def emit(figures: dict[str, Any]) -> None:
     """The last line: one JSON object with the figures."""
     print(json.dumps(figures, sort_keys=True))
+
+
+def psycopg_connection(conn: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy one, for COPY."""
+    raw = conn.connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw
+
+
+def seed_org_unit(engine: Engine, ou: str, users: int, *, tag: str, contact: str | None = None) -> None:
+    """Demo data plus org unit ``ou`` with ``users`` users assigned to it, written with COPY.
+
+    Users are ``<tag>user<i>`` with UID ``<TAG initial><i, 10 digits>``; ``contact`` ("email" or
+    "phone_number") gives each an address (``user<i>@clinic.example``, ``+25677<i, 7 digits>``).
+    """
+    from messaging.db import make_sessionmaker
+    from messaging.demo import load_demo
+
+    with make_sessionmaker(engine)() as session:
+        load_demo(session)
+        session.commit()
+    columns = "uid, username, first_name, surname, disabled, created, last_updated"
+    if contact is not None:
+        columns += f", {contact}"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO org_units (uid, name, short_name, path, level, created, last_updated) "
+                "VALUES (:ou, :name, :short, :path, 1, now(), now())"
+            ),
+            {"ou": ou, "name": f"{tag.title()} district", "short": tag.title()[:50], "path": f"/{ou}"},
+        )
+        now = datetime(2026, 1, 1)
+        with psycopg_connection(conn).cursor() as cursor, cursor.copy(f"COPY users ({columns}) FROM STDIN") as copy:
+            for i in range(users):
+                row: tuple[Any, ...] = (f"{tag[0].upper()}{i:010d}", f"{tag}user{i}", tag.title(), f"User {i}", False, now, now)
+                if contact == "email":
+                    row += (email_address(i),)
+                elif contact is not None:
+                    row += (phone_number(i),)
+                copy.write_row(row)
+        conn.execute(
+            text(
+                "INSERT INTO user_org_units (org_unit_id, user_id) "
+                "SELECT (SELECT id FROM org_units WHERE uid = :ou), id FROM users WHERE username LIKE :pattern"
+            ),
+            {"ou": ou, "pattern": f"{tag}user%"},
+        )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+
+
+def email_address(i: int) -> str:
+    """The email address of seeded user i."""
+    return f"user{i}@clinic.example"
+
+
+def phone_number(i: int) -> str:
+    """The phone number (E.164) of seeded user i."""
+    return f"+25677{i:07d}"

@@ -14,7 +14,6 @@ import argparse
 import base64
 import json
 import secrets
-import sys
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
@@ -26,6 +25,7 @@ from bench._support import (
     median,
     print_table,
     process,
+    psycopg_connection,
     scratch_database,
     uvicorn_command,
     wrk,
@@ -51,9 +51,7 @@ def seed(url: str) -> None:
                                              "firstName": "Rea", "surname": "Der"}]})
         session.commit()
     with engine.begin() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(
+        with psycopg_connection(conn).cursor() as cursor, cursor.copy(
             "COPY conversations (uid, subject, message_type, status, priority, last_message, message_count, "
             "created, last_updated, last_sender_id) FROM STDIN"
         ) as copy:
@@ -135,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -21,21 +21,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
-import httpx
-import redis
-from sqlalchemy import Engine, text
-
+from bench._deliveries import Comparison, fleet_run, forget_namespace
 from bench._support import (
     REDIS_URL,
-    emit,
+    email_address,
     free_port,
-    median,
-    print_table,
     process,
     scratch_database,
+    seed_org_unit,
     uvicorn_command,
     wait_for_port,
 )
@@ -43,45 +38,6 @@ from bench._support import (
 OU = "OuMail00001"
 POLICY = email.policy.compat32.clone(linesep="\r\n", mangle_from_=False)  # the channel's policy
 TEXT = "All field workers: meeting on Monday."
-
-
-def seed(engine: Engine, users: int) -> None:
-    """Demo data plus one org unit with `users` users who have email addresses (COPY)."""
-    from messaging.db import make_sessionmaker
-    from messaging.demo import load_demo
-
-    with make_sessionmaker(engine)() as session:
-        load_demo(session)
-        session.commit()
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO org_units (uid, name, short_name, path, level, created, last_updated) "
-            f"VALUES ('{OU}', 'Mail district', 'Mail', '/{OU}', 1, now(), now())"
-        ))
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(
-            "COPY users (uid, username, first_name, surname, email, disabled, created, last_updated) FROM STDIN"
-        ) as copy:
-            now = datetime(2026, 1, 1)
-            for i in range(users):
-                copy.write_row((f"M{i:010d}", f"mailuser{i}", "Mail", f"User {i}", f"user{i}@clinic.example", False, now, now))
-        conn.execute(text(
-            "INSERT INTO user_org_units (org_unit_id, user_id) "
-            f"SELECT (SELECT id FROM org_units WHERE uid = '{OU}'), id FROM users WHERE username LIKE 'mailuser%'"
-        ))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
-
-
-def peer_stats(stats_url: str, reset: bool = False) -> dict[str, int]:
-    """The sink's counters (and optionally start them afresh)."""
-    with httpx.Client(timeout=10) as client:
-        if reset:
-            client.post(f"{stats_url}/reset")
-            return {"messages": 0, "unique": 0}
-        result: dict[str, int] = client.get(f"{stats_url}/stats").json()
-        return result
 
 
 def renderer() -> Callable[[int], bytes]:
@@ -95,7 +51,7 @@ def renderer() -> Callable[[int], bytes]:
         envelope = Envelope(
             delivery_id=i, channel="email", message_uid="MsgBench001", conversation_uid="ConvBench01",
             message_type="PRIVATE", recipient_uid=f"M{i:010d}", recipient_name=f"Mail User {i}",
-            address=f"user{i}@clinic.example", subject="District meeting", text=TEXT, sender_name="John Traore",
+            address=email_address(i), subject="District meeting", text=TEXT, sender_name="John Traore",
             conversation_url="https://herald.example/dhis-web-messaging/#/PRIVATE/ConvBench01",
         )
         return channel.render(envelope).as_bytes(policy=POLICY)
@@ -115,67 +71,12 @@ async def raw_run(port: int, count: int, connections: int) -> float:
 
     async def pump(client: aiosmtplib.SMTP) -> None:
         while (i := next(numbers)) < count:
-            await client.sendmail("no-reply@herald.example", [f"user{i}@clinic.example"], render(i))
+            await client.sendmail("no-reply@herald.example", [email_address(i)], render(i))
 
     await asyncio.gather(*(pump(c) for c in clients))
     elapsed = time.perf_counter() - start
     await asyncio.gather(*(c.quit() for c in clients))
     return elapsed
-
-
-def fleet_run(engine: Engine, api_url: str, count: int) -> tuple[float, dict[str, int], str]:
-    """POST to the org unit; seconds until all `count` deliveries are SENT, the status counts, the conversation."""
-    body = {"subject": "District meeting", "text": TEXT, "organisationUnits": [{"id": OU}]}
-    with httpx.Client(timeout=60, auth=("admin", "district")) as client:
-        start = time.perf_counter()
-        response = client.post(f"{api_url}/api/messageConversations", json=body)
-    assert response.status_code == 201, response.text
-    conversation = response.headers["Location"].rsplit("/", 1)[1]
-    return (*wait_settled(engine, conversation, count, start), conversation)
-
-
-def wait_settled(engine: Engine, conversation: str, count: int, start: float) -> tuple[float, dict[str, int]]:
-    """Poll until the conversation's `count` deliveries exist and none is pending; return (seconds, status counts).
-
-    The poll shares the machine with what it measures, so it stays cheap: the rows are counted
-    once through the unique index until the fan-out wrote them, then only the pending ones are
-    counted, through the small partial index of QUEUED/FAILED/SENDING rows.
-    """
-    message = text("SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.uid = :uid")
-    created = text("SELECT count(*) FROM deliveries WHERE message_id = :mid")
-    pending = text("SELECT count(*) FROM deliveries WHERE status IN ('QUEUED', 'FAILED', 'SENDING')")
-    by_status = text("SELECT status, count(*) FROM deliveries WHERE message_id = :mid GROUP BY status")
-    with engine.connect() as conn:
-        message_id = conn.execute(message, {"uid": conversation}).scalar_one()
-        conn.commit()
-        while conn.execute(created, {"mid": message_id}).scalar_one() < count:
-            conn.commit()
-            _check_deadline(start)
-            time.sleep(0.05)
-        while left := conn.execute(pending).scalar_one():
-            conn.commit()
-            _check_deadline(start)
-            time.sleep(0.2 if left > 1000 else 0.02)  # often only near the end, where it sets the figure
-        elapsed = time.perf_counter() - start
-        return elapsed, {status: n for status, n in conn.execute(by_status, {"mid": message_id})}
-
-
-def steady_rate(engine: Engine, conversation: str, count: int) -> tuple[float, float]:
-    """(seconds from the message's creation to its first SENT delivery, deliveries/s between the 10th and 90th percentile)."""
-    query = text(
-        "SELECT min(d.sent_at) - min(m.created), percentile_disc(0.1) WITHIN GROUP (ORDER BY d.sent_at), "
-        "percentile_disc(0.9) WITHIN GROUP (ORDER BY d.sent_at) FROM deliveries d JOIN messages m ON m.id = d.message_id "
-        "JOIN conversations c ON c.id = m.conversation_id WHERE c.uid = :uid"
-    )
-    with engine.connect() as conn:
-        first, p10, p90 = conn.execute(query, {"uid": conversation}).one()
-    span = max((p90 - p10).total_seconds(), 1e-3)
-    return first.total_seconds(), 0.8 * count / span
-
-
-def _check_deadline(start: float) -> None:
-    if time.perf_counter() - start > 600:
-        raise RuntimeError("deliveries did not finish in 600 s")
 
 
 def main() -> None:
@@ -189,18 +90,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4, help="HERALD_SMTP_CONNECTIONS (per worker process)")
     args = parser.parse_args()
-    total_connections = args.processes * args.connections
+    n, total_connections = args.recipients, args.processes * args.connections
     smtp_port, stats_port, api_port = free_port(), free_port(), free_port()
-    stats_url = f"http://127.0.0.1:{stats_port}"
     namespace = f"bench-{secrets.token_hex(3)}"
-    fleet_s: list[float] = []
-    first_s: list[float] = []
-    steady: list[float] = []
-    raw_s: list[float] = []
-    problems: list[str] = []
+    comparison = Comparison(n, f"http://127.0.0.1:{stats_port}")
     with scratch_database() as db_url:
         engine = make_engine(db_url)
-        seed(engine, args.recipients)
+        seed_org_unit(engine, OU, n, tag="mail", contact="email")
         env = {
             "DATABASE_URL": db_url, "BROKER_URL": REDIS_URL, "HERALD_BROKER_NAMESPACE": namespace,
             "HERALD_LOG_LEVEL": "WARNING",
@@ -219,59 +115,19 @@ def main() -> None:
             wait_for_port(stats_port)
             time.sleep(2)  # let the workers boot and their relays start polling
             for _ in range(args.runs):
-                peer_stats(stats_url, reset=True)
-                raw_s.append(asyncio.run(raw_run(smtp_port, args.recipients, total_connections)))
-                got = peer_stats(stats_url)
-                if got != {"messages": args.recipients, "unique": args.recipients}:
-                    problems.append(f"raw: sink saw {got}")
-                peer_stats(stats_url, reset=True)
-                elapsed, counts, conversation = fleet_run(engine, f"http://127.0.0.1:{api_port}", args.recipients)
-                fleet_s.append(elapsed)
-                first, rate = steady_rate(engine, conversation, args.recipients)
-                first_s.append(first)
-                steady.append(rate)
-                got = peer_stats(stats_url)
-                if counts != {"SENT": args.recipients} or got != {"messages": args.recipients, "unique": args.recipients}:
-                    problems.append(f"fleet: rows {counts}, sink saw {got}")
+                comparison.run(
+                    lambda: asyncio.run(raw_run(smtp_port, n, total_connections)),
+                    lambda: fleet_run(engine, f"http://127.0.0.1:{api_port}", OU, TEXT, n),
+                    engine,
+                )
         engine.dispose()
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{namespace}*"):
-        client.delete(key)
-    client.close()
-
-    n = args.recipients
-    fleet, raw = median(fleet_s), median(raw_s)
-    table = [
-        ("Herald fleet: POST -> last delivery SENT", f"{fleet:.2f}", f"{n / fleet:,.0f}", f"{raw / fleet:.2f}"),
-        ("  of which POST -> first mail accepted", f"{median(first_s):.2f}", "-", "-"),
-        ("  steady state (10th-90th percentile of sent_at)", "-", f"{median(steady):,.0f}",
-         f"{median(steady) * raw / n:.2f}"),
-        (f"raw aiosmtplib, {total_connections} reused connections", f"{raw:.2f}", f"{n / raw:,.0f}", "1.00"),
-    ]
-    print_table(
+    forget_namespace(namespace)
+    comparison.report(
         f"bench/email.py  ({n:,} recipients; fleet: {args.processes} processes x {args.threads} threads x "
-        f"{args.connections} SMTP connections; median of {args.runs} runs)",
-        table, ("case", "s", "mails/s", "ratio to raw"),
+        f"{args.connections} SMTP connections",
+        noun="mail", raw_label=f"raw aiosmtplib, {total_connections} reused connections", goal=0.7,
+        figures={"connections": total_connections, "processes": args.processes, "threads": args.threads},
     )
-    for problem in problems:
-        print(f"PROBLEM: {problem}")
-    emit({
-        "recipients": n,
-        "fleet_mails_per_s": round(n / fleet),
-        "raw_mails_per_s": round(n / raw),
-        "ratio_to_raw": round(raw / fleet, 3),
-        "fleet_steady_mails_per_s": round(median(steady)),
-        "steady_ratio_to_raw": round(median(steady) * raw / n, 3),
-        "first_mail_s": round(median(first_s), 3),
-        "goal_ratio": 0.7,
-        "connections": total_connections,
-        "processes": args.processes,
-        "threads": args.threads,
-        "fleet_runs_s": [round(s, 3) for s in fleet_s],
-        "raw_runs_s": [round(s, 3) for s in raw_s],
-        "exactly_once": not problems,
-    })
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -27,40 +27,13 @@ from bench._support import (
     median,
     print_table,
     process,
+    psycopg_connection,
     scratch_database,
+    seed_org_unit,
     uvicorn_command,
 )
 
 OU = "OuBench0001"
-
-
-def seed(engine: Engine, users: int) -> None:
-    """Demo data plus one org unit with `users` users (COPY)."""
-    from messaging.db import make_sessionmaker
-    from messaging.demo import load_demo
-
-    with make_sessionmaker(engine)() as session:
-        load_demo(session)
-        session.commit()
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO org_units (uid, name, short_name, path, level, created, last_updated) "
-            f"VALUES ('{OU}', 'Bench district', 'Bench', '/{OU}', 1, now(), now())"
-        ))
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(
-            "COPY users (uid, username, first_name, surname, disabled, created, last_updated) FROM STDIN"
-        ) as copy:
-            now = datetime(2026, 1, 1)
-            for i in range(users):
-                copy.write_row((f"W{i:010d}", f"fieldworker{i}", "Field", f"Worker {i}", False, now, now))
-        conn.execute(text(
-            "INSERT INTO user_org_units (org_unit_id, user_id) "
-            f"SELECT (SELECT id FROM org_units WHERE uid = '{OU}'), id FROM users WHERE username LIKE 'fieldworker%'"
-        ))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
 
 
 def copy_baseline(engine: Engine, rows: int, *, indexed: bool) -> float:
@@ -77,13 +50,10 @@ def copy_baseline(engine: Engine, rows: int, *, indexed: bool) -> float:
     now = datetime(2026, 1, 1)
     buffer = io.StringIO("".join(f"1\t{i}\tf\tf\t{now}\tPRIVATE\n" for i in range(rows)))
     start = time.perf_counter()
-    with engine.begin() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(
-            f"COPY {table} (conversation_id, user_id, read, follow_up, last_message, message_type) FROM STDIN"
-        ) as copy:
-            copy.write(buffer.getvalue())
+    with engine.begin() as conn, psycopg_connection(conn).cursor() as cursor, cursor.copy(
+        f"COPY {table} (conversation_id, user_id, read, follow_up, last_message, message_type) FROM STDIN"
+    ) as copy:
+        copy.write(buffer.getvalue())
     elapsed = time.perf_counter() - start
     with engine.begin() as conn:
         conn.execute(text(f"DROP TABLE {table}"))
@@ -131,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_database() as db_url:
         engine = make_engine(db_url)
-        seed(engine, args.users)
+        seed_org_unit(engine, OU, args.users, tag="field")
         port = free_port()
         env = {"DATABASE_URL": db_url, "BROKER_URL": REDIS_URL, "HERALD_LOG_LEVEL": "WARNING",
                "HERALD_BROKER_NAMESPACE": f"bench-{secrets.token_hex(3)}", "HERALD_OUTBOX_POLL_S": "0.02"}
@@ -174,4 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -28,6 +28,6 @@ echo "== ruff"
 echo "== import contracts"
 .venv/bin/lint-imports
 echo "== mypy"
-.venv/bin/mypy api messaging workers channels herald
+.venv/bin/mypy api messaging workers channels herald bench
 echo "== pytest"
 exec .venv/bin/pytest "$@"
