@@ -124,6 +124,7 @@ class Finisher:
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        self.sending: set[asyncio.Task[None]] = set()  # the batches of sends under way
         self._done: list[tuple[Lane, Outcome]] = []
 
     def add(self, lane: Lane, outcome: Outcome) -> None:
@@ -281,7 +282,13 @@ class DeliveryHost:
 
     async def _send_all(self, lane: Lane, claims: Sequence[Claim], finisher: Finisher) -> None:
         """Send claimed rows concurrently (``lane.in_flight`` bounds how many at once)."""
-        await asyncio.gather(*(self._send(lane, claim, finisher) for claim in claims))
+        task = asyncio.current_task()
+        assert task is not None
+        finisher.sending.add(task)
+        try:
+            await asyncio.gather(*(self._send(lane, claim, finisher) for claim in claims))
+        finally:
+            finisher.sending.discard(task)
 
     async def _send(self, lane: Lane, claim: Claim, finisher: Finisher) -> None:
         """Send one claimed row; queue its outcome, whatever happens."""
@@ -322,9 +329,8 @@ def _outcome(claim: Claim, result: Result, **details: Any) -> Outcome:
 
 
 async def _finish_tasks(grace_s: float, finisher: Finisher) -> None:
-    """Wait up to ``grace_s`` for the loop's other tasks (the sends), cancel what is left, hand on every outcome."""
-    me = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not me]
+    """Wait up to ``grace_s`` for the sends under way, cancel what is left, hand on every outcome."""
+    tasks = list(finisher.sending)
     if tasks:
         _, late = await asyncio.wait(tasks, timeout=grace_s)
         for task in late:
