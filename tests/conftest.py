@@ -1,4 +1,4 @@
-"""Shared fixtures: a PostgreSQL database and a Redis namespace of this run's own, a live server.
+"""Shared fixtures: this run's own PostgreSQL database and Redis namespace, a live server, SMTP and Twilio stand-ins.
 
 Services are required, never skipped: a missing PostgreSQL or Redis fails the run. Each run
 creates its own database (herald_test_<random>) and Redis namespace, so runs never collide.
@@ -29,6 +29,8 @@ from messaging.demo import load_demo
 from messaging.migrate import upgrade
 from messaging.models import Base
 from messaging.settings import Settings, load_settings
+from tests.support.smtp_sink import SmtpSink
+from tests.support.twilio_standin import TwilioStandIn
 from workers.runtime import InProcessFleet, build_runtime
 
 PG_ADMIN_URL = os.environ.get("HERALD_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -215,6 +217,23 @@ def drain_outbox(engine: Engine, timeout_s: float = 20.0) -> None:
     wait_until(idle, timeout_s=timeout_s, interval_s=0.02, what="the in-process workers to finish the outbox")
 
 
+def settle(server: LiveServer) -> None:
+    """Wait until the server's in-process worker has carried out every outbox event."""
+    drain_outbox(server.engine, timeout_s=10.0)
+
+
+@pytest.fixture
+def drain_outbox_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Let the in-process worker finish this test's events before the next test empties the tables.
+
+    Modules that want it name it in ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    yield
+    live = request.node.funcargs.get("server") or request.node.funcargs.get("any_server")
+    if live is not None:
+        settle(live)
+
+
 def reset_with_demo(target: LiveServer | Engine) -> None:
     """Empty the tables of a server (or engine) and load the demo data."""
     engine = target if isinstance(target, Engine) else target.engine
@@ -255,3 +274,27 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     yield live
     live.close_clients()
     drain_outbox(live.engine)
+
+
+@pytest.fixture
+def delivery_db(worker_pg_url: str, worker_pg_engine: Engine) -> tuple[str, Engine]:
+    """The workers' database with the demo data and the delivery tests' recipients."""
+    from tests.support.deliveries import seed_recipients  # that module imports this one
+
+    reset_with_demo(worker_pg_engine)
+    seed_recipients(worker_pg_engine)
+    return worker_pg_url, worker_pg_engine
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on loopback that keeps every message it accepts."""
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def twilio() -> Iterator[TwilioStandIn]:
+    """Twilio's Messages API on loopback, answering like Twilio unless scripted."""
+    with TwilioStandIn() as standin:
+        yield standin

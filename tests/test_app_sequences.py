@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import Engine, update
 
 from messaging.models import FileResource
-from tests.conftest import LiveServer
-from tests.support.web import browser_like, fresh, logged_in, settle, web_server
+from tests.conftest import LiveServer, settle
+from tests.support.demo import ADMIN, ALICE, MOBILE, MOHAMED
+from tests.support.web import browser_like, fresh, logged_in, web_server
 
 API = "/api/42"
 MC = f"{API}/messageConversations"
-ADMIN, MOBILE, ALICE, IBRAHIM, MOHAMED = "xE7jOejl9FI", "PhzytPW3g2J", "OYLGMiazHtW", "N3PZBUlN8vq", "Kh68cDMwZsg"
 FEEDBACK_GROUP = "QYrzIjSfI8z"
 FOLDERS = ("PRIVATE", "VALIDATION_RESULT", "TICKET", "SYSTEM")
 # Admin's PRIVATE folder in the demo data, newest first, and the unread ones in each folder.

@@ -2,46 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from messaging.conversations import Resolved, start_conversation
 from messaging.directory import principal_for
-from messaging.models import Conversation, ConversationStatus, MessageType, OutboxEvent, User, UserMessage
-from tests.conftest import LiveServer, wait_until
+from messaging.models import Conversation, ConversationStatus, MessageType, User, UserMessage
+from tests.conftest import LiveServer, settle, wait_until
+from tests.support.demo import ADMIN, ALICE, MOBILE
 
 API = "/api/messageConversations"
-ADMIN, MOBILE, ALICE, IBRAHIM, MOHAMED = "xE7jOejl9FI", "PhzytPW3g2J", "OYLGMiazHtW", "N3PZBUlN8vq", "Kh68cDMwZsg"
 FIELD_WORKERS = "ZoHNWQajIoe"
 DESK = "deskUser001"  # a user whose role holds F_MANAGE_TICKETS, imported per test
 TEXT = {"Content-Type": "text/plain"}
 READ_403 = "Not authorized to change read property of this conversation."
 REMOVE_403 = "Not authorized to remove assigned users to this conversation."
+pytestmark = pytest.mark.usefixtures("drain_outbox_after_each_test")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-@pytest.fixture(autouse=True)
-def _drain_outbox_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Let the in-process worker finish this test's events before the next test empties the tables."""
-    yield
-    live = request.node.funcargs.get("server") or request.node.funcargs.get("any_server")
-    if live is not None:
-        settle(live)
-
-
-def settle(server: LiveServer) -> None:
-    """Wait until the in-process worker has carried out every outbox event."""
-
-    def pending() -> int:
-        with server.session() as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.done_at.is_(None))) or 0)
-
-    wait_until(lambda: pending() == 0, what="the worker to drain the outbox")
 
 
 def participants(server: LiveServer, conversation_uid: str) -> dict[str, tuple[bool, bool]]:

@@ -20,37 +20,19 @@ from messaging.models import (
     UserMessage,
     UserRole,
 )
-from tests.conftest import LiveServer, wait_until
+from tests.conftest import LiveServer, settle
+from tests.support.demo import ALICE, MOBILE
 
 API = "/api/messageConversations"
-ALICE, MOBILE = "OYLGMiazHtW", "PhzytPW3g2J"
 JSON = {"Content-Type": "application/json"}
 XML = {"Content-Type": "application/xml"}
 TEXT = {"Content-Type": "text/plain"}
 VALID = {"subject": "Hello", "text": "World", "users": [{"id": ALICE}]}
 COUNTED = (Conversation, Message, UserMessage, OutboxEvent, User, UserGroup, UserRole, OrganisationUnit)
+pytestmark = pytest.mark.usefixtures("drain_outbox_after_each_test")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def settle(server: LiveServer) -> None:
-    """Wait until the in-process worker has carried out every outbox event."""
-
-    def pending() -> int:
-        with server.session() as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.done_at.is_(None))) or 0)
-
-    wait_until(lambda: pending() == 0, what="the worker to drain the outbox")
-
-
-@pytest.fixture(autouse=True)
-def _drain_outbox_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Let the in-process worker finish this test's events before the next test empties the tables."""
-    yield
-    live = request.node.funcargs.get("server") or request.node.funcargs.get("any_server")
-    if live is not None:
-        settle(live)
 
 
 def counts(server: LiveServer) -> dict[str, int]:

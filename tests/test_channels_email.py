@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import pickle
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
@@ -19,6 +19,7 @@ from channels.errors import (
     UnknownOutcomeError,
 )
 from messaging.settings import load_settings
+from tests.support.channels import closed_afterwards
 from tests.support.smtp_sink import DROP, STALL, SmtpSink
 
 SENDER = "no-reply@herald.example"
@@ -43,32 +44,21 @@ def envelope(**changes: object) -> Envelope:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    """A real SMTP server on loopback that keeps every message it accepts."""
-    with SmtpSink() as sink:
-        yield sink
-
-
 ChannelFactory = Callable[..., EmailChannel]
 
 
 @pytest_asyncio.fixture
 async def make_channel(smtp_sink: SmtpSink) -> AsyncIterator[ChannelFactory]:
     """Build EmailChannels pointed at the sink; closes them after the test."""
-    made: list[EmailChannel] = []
 
     def make(url: str | None = None, **kwargs: object) -> EmailChannel:
         options: dict[str, object] = {"email_from": SENDER, "app_title": "DHIS 2", "timeout_s": 5.0}
         options.update(kwargs)
-        server = SmtpServer.from_url(url or f"smtp://127.0.0.1:{smtp_sink.port}")
-        channel = EmailChannel(server=server, **options)  # type: ignore[arg-type]
-        made.append(channel)
-        return channel
+        server = SmtpServer.from_url(url or smtp_sink.url)
+        return EmailChannel(server=server, **options)  # type: ignore[arg-type]
 
-    yield make
-    for channel in made:
-        await channel.aclose()
+    async with closed_afterwards(make) as factory:
+        yield factory
 
 
 # --- what arrives ----------------------------------------------------------------------------
@@ -489,7 +479,7 @@ def test_a_malformed_smtp_url_is_refused_without_quoting_the_password(url: str) 
 async def test_the_channel_is_built_from_herald_settings(smtp_sink: SmtpSink) -> None:
     settings = load_settings(
         {
-            "SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}",
+            "SMTP_URL": smtp_sink.url,
             "HERALD_EMAIL_FROM": "dhis2@moh.example",
             "HERALD_APP_TITLE": "HMIS",
             "HERALD_SMTP_CONNECTIONS": "2",

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import pickle
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -22,6 +22,7 @@ from channels.errors import (
 )
 from channels.sms import DEFAULT_SMS_MAX_LENGTH, SmsChannel, normalise_phone_number
 from messaging.settings import load_settings
+from tests.support.channels import closed_afterwards
 from tests.support.smtp_sink import free_tcp_port
 from tests.support.twilio_standin import Answer, TwilioStandIn, error_body
 
@@ -46,20 +47,12 @@ def envelope(**changes: object) -> Envelope:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def twilio() -> Iterator[TwilioStandIn]:
-    """Twilio's Messages API on loopback, answering like Twilio unless scripted."""
-    with TwilioStandIn() as standin:
-        yield standin
-
-
 ChannelFactory = Callable[..., SmsChannel]
 
 
 @pytest_asyncio.fixture
 async def make_channel(twilio: TwilioStandIn) -> AsyncIterator[ChannelFactory]:
     """Build SmsChannels pointed at the stand-in; closes them after the test."""
-    made: list[SmsChannel] = []
 
     def make(**kwargs: object) -> SmsChannel:
         options: dict[str, object] = {
@@ -70,13 +63,10 @@ async def make_channel(twilio: TwilioStandIn) -> AsyncIterator[ChannelFactory]:
             "timeout_s": 5.0,
         }
         options.update(kwargs)
-        channel = SmsChannel(**options)  # type: ignore[arg-type]
-        made.append(channel)
-        return channel
+        return SmsChannel(**options)  # type: ignore[arg-type]
 
-    yield make
-    for channel in made:
-        await channel.aclose()
+    async with closed_afterwards(make) as factory:
+        yield factory
 
 
 # --- what Twilio receives --------------------------------------------------------------------

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from messaging.models import Conversation, FileResource, OutboxEvent, User, UserMessage
-from tests.conftest import LiveServer, wait_until
+from messaging.models import Conversation, FileResource, User, UserMessage
+from tests.conftest import LiveServer, settle, wait_until
+from tests.support.demo import ADMIN, ALICE, FATMATA, IBRAHIM, MOBILE, MOHAMED
 
 NS = {"d": "http://dhis2.org/schema/dxf/2.0"}
 API = "/api/messageConversations"
 API33, API42 = "/api/33/messageConversations", "/api/42/messageConversations"
-ADMIN, MOBILE, ALICE, IBRAHIM, FATMATA, MOHAMED = (
-    "xE7jOejl9FI",
-    "PhzytPW3g2J",
-    "OYLGMiazHtW",
-    "N3PZBUlN8vq",
-    "awtnYWiVEd5",
-    "Kh68cDMwZsg",
-)
 FIELD_WORKERS, NGELEHUN_STAFF = "ZoHNWQajIoe", "DiszpKrYNg8"
 NGELEHUN_CHC, NJANDAMA, BADJIA = "DiszpKrYNg8", "g8upMTyEZGZ", "YuQRtpLP10I"
 # The admin's demo inbox: (uid, subject), oldest first; unread ones are those others sent.
@@ -47,18 +39,10 @@ APP_ONE_FIELDS = (
     "userMessages[user[id, displayName]]"
 )
 MESSAGE_KEYS = {"httpStatus", "httpStatusCode", "status", "message"}
+pytestmark = pytest.mark.usefixtures("drain_outbox_after_each_test")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-@pytest.fixture(autouse=True)
-def _drain_outbox_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Let the in-process worker finish this test's events before the next test empties the tables."""
-    yield
-    live = request.node.funcargs.get("server") or request.node.funcargs.get("any_server")
-    if live is not None:
-        settle(live)
 
 
 def uid_of(response: httpx.Response) -> str:
@@ -86,16 +70,6 @@ def send(
     response = client.post(API, json=body)
     assert response.status_code == 201, response.text
     return uid_of(response)
-
-
-def settle(server: LiveServer) -> None:
-    """Wait until the in-process worker has carried out every outbox event."""
-
-    def pending() -> int:
-        with server.session() as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.done_at.is_(None))) or 0)
-
-    wait_until(lambda: pending() == 0, what="the worker to drain the outbox")
 
 
 def participants(server: LiveServer, conversation_uid: str) -> dict[str, bool]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
 
 from messaging.demo import ADMIN, MOBILE
-from tests.conftest import REDIS_URL, reset_with_demo, wait_until
+from tests.conftest import REDIS_URL, wait_until
 from tests.support.deliveries import (
     ANA,
     APP_TITLE,
@@ -24,38 +23,14 @@ from tests.support.deliveries import (
     by_user,
     deliveries_of,
     herald,
+    mails_to,
     post_message,
     redis_fleet,
-    seed_recipients,
     settled,
 )
 from tests.support.smtp_sink import STALL, ReceivedMail, SmtpSink
 
 pytestmark = [pytest.mark.postgres]
-
-
-@pytest.fixture
-def db(worker_pg_url: str, worker_pg_engine: Engine) -> tuple[str, Engine]:
-    """The workers' database with the demo data and the test recipients."""
-    reset_with_demo(worker_pg_engine)
-    seed_recipients(worker_pg_engine)
-    return worker_pg_url, worker_pg_engine
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    """A real SMTP server on loopback."""
-    with SmtpSink() as server:
-        yield server
-
-
-def smtp(sink: SmtpSink) -> str:
-    return f"smtp://127.0.0.1:{sink.port}"
-
-
-def mails_to(sink: SmtpSink) -> Counter[str]:
-    """How many mails each address received."""
-    return Counter(rcpt for mail in sink.messages for rcpt in mail.rcpt_tos)
 
 
 def mail_for(sink: SmtpSink, address: str) -> ReceivedMail:
@@ -64,16 +39,16 @@ def mail_for(sink: SmtpSink, address: str) -> ReceivedMail:
 
 
 def test_each_recipient_gets_one_mail_with_subject_sender_parts_link_and_a_stable_message_id(
-    db: tuple[str, Engine], sink: SmtpSink
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
 ) -> None:
-    url, engine = db
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+    url, engine = delivery_db
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         conversation = post_message(live.client(), ANA, BEN, ADMIN, subject="Stock report", text="Stock is low.\nReorder.")
         rows = settled(engine, conversation, count=2)
     # The sender listed themself: no mail to admin, one to each other recipient.
     assert {name: row.status for name, row in rows.items()} == {"ana": "SENT", "ben": "SENT"}
-    assert mails_to(sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1})
-    mail = mail_for(sink, "ana@clinic.example")
+    assert mails_to(smtp_sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1})
+    mail = mail_for(smtp_sink, "ana@clinic.example")
     message = mail.message
     assert mail.mail_from == EMAIL_FROM
     assert message["Subject"] == f"[{APP_TITLE}] Stock report"
@@ -92,10 +67,10 @@ def test_each_recipient_gets_one_mail_with_subject_sender_parts_link_and_a_stabl
 
 
 def test_opted_out_and_address_less_recipients_are_skipped_with_the_reason_and_disabled_ones_get_nothing(
-    db: tuple[str, Engine], sink: SmtpSink
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
 ) -> None:
-    url, engine = db
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+    url, engine = delivery_db
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         conversation = post_message(live.client(), ANA, CARA, DAN, EVE, MOBILE)
         rows = settled(engine, conversation, count=4)
     assert rows["ana"].status == "SENT"
@@ -104,12 +79,14 @@ def test_opted_out_and_address_less_recipients_are_skipped_with_the_reason_and_d
     assert (rows["dan"].status, rows["dan"].last_error_code, rows["dan"].address) == ("SKIPPED", "no-address", None)
     assert (rows["mobile"].status, rows["mobile"].last_error_code) == ("SKIPPED", "no-address")
     assert "eve" not in rows  # disabled users get no email (DECISIONS #12)
-    assert mails_to(sink) == Counter({"ana@clinic.example": 1})
+    assert mails_to(smtp_sink) == Counter({"ana@clinic.example": 1})
 
 
-def test_the_system_setting_turns_email_off_for_everyone_who_has_not_chosen(db: tuple[str, Engine], sink: SmtpSink) -> None:
-    url, engine = db
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+def test_the_system_setting_turns_email_off_for_everyone_who_has_not_chosen(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
+) -> None:
+    url, engine = delivery_db
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         admin = live.client()
         assert admin.post("/api/systemSettings/keyMessageEmailNotification", content="false").status_code < 300
         mia = live.client("mia")
@@ -121,10 +98,10 @@ def test_the_system_setting_turns_email_off_for_everyone_who_has_not_chosen(db: 
 
 
 def test_a_reply_mails_every_participant_but_the_replier_and_an_internal_one_only_ticket_managers(
-    db: tuple[str, Engine], sink: SmtpSink
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
 ) -> None:
-    url, engine = db
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+    url, engine = delivery_db
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         admin = live.client()
         conversation = post_message(admin, ANA, BEN, MIA)
         settled(engine, conversation, count=3)
@@ -145,24 +122,28 @@ def test_a_reply_mails_every_participant_but_the_replier_and_an_internal_one_onl
     # Ben's reply: admin, ana, mia (not ben). Admin's internal note: mia, the only other ticket manager.
     assert reply_targets == ["admin", "ana", "mia", "mia"]
     assert "dan" not in {r.username for r in rows}
-    assert mails_to(sink)["ben@clinic.example"] == 1 and mails_to(sink)["mia@clinic.example"] == 3
+    assert mails_to(smtp_sink)["ben@clinic.example"] == 1 and mails_to(smtp_sink)["mia@clinic.example"] == 3
 
 
-def test_an_smtp_server_answering_421_and_451_then_250_delivers_after_retries(db: tuple[str, Engine], sink: SmtpSink) -> None:
-    url, engine = db
-    sink.script_rcpt(["421 4.7.0 Too busy, come back later", "451 4.3.0 Greylisted, try again"])
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+def test_an_smtp_server_answering_421_and_451_then_250_delivers_after_retries(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
+) -> None:
+    url, engine = delivery_db
+    smtp_sink.script_rcpt(["421 4.7.0 Too busy, come back later", "451 4.3.0 Greylisted, try again"])
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         conversation = post_message(live.client(), ANA)
         rows = settled(engine, conversation, count=1)
     ana = rows["ana"]
     assert (ana.status, ana.attempts, ana.last_error_code) == ("SENT", 3, "smtp-451")
-    assert mails_to(sink) == Counter({"ana@clinic.example": 1})
+    assert mails_to(smtp_sink) == Counter({"ana@clinic.example": 1})
 
 
-def test_an_smtp_550_is_dead_at_once_with_the_servers_reason(db: tuple[str, Engine], sink: SmtpSink) -> None:
-    url, engine = db
-    sink.script_rcpt(["550 5.1.1 <ana@clinic.example>: Recipient address rejected: User unknown"])
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+def test_an_smtp_550_is_dead_at_once_with_the_servers_reason(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
+) -> None:
+    url, engine = delivery_db
+    smtp_sink.script_rcpt(["550 5.1.1 <ana@clinic.example>: Recipient address rejected: User unknown"])
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         conversation = post_message(live.client(), ANA, BEN)
         rows = settled(engine, conversation, count=2)
     ana = [row for row in rows.values() if row.status == "DEAD"]
@@ -170,13 +151,15 @@ def test_an_smtp_550_is_dead_at_once_with_the_servers_reason(db: tuple[str, Engi
     dead = ana[0]
     assert (dead.attempts, dead.last_error_code) == (1, "smtp-550")
     assert dead.last_error is not None and "User unknown" in dead.last_error
-    assert sum(mails_to(sink).values()) == 1
+    assert sum(mails_to(smtp_sink).values()) == 1
 
 
-def test_an_smtp_server_down_for_a_while_then_up_gets_every_mail_once(db: tuple[str, Engine], sink: SmtpSink) -> None:
-    url, engine = db
-    sink.stop()
-    with herald(url, engine, SMTP_URL=smtp(sink), HERALD_MAX_ATTEMPTS="100") as live:
+def test_an_smtp_server_down_for_a_while_then_up_gets_every_mail_once(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
+) -> None:
+    url, engine = delivery_db
+    smtp_sink.stop()
+    with herald(url, engine, SMTP_URL=smtp_sink.url, HERALD_MAX_ATTEMPTS="100") as live:
         conversation = post_message(live.client(), ANA, BEN, MIA, ADMIN)
 
         def retried() -> bool:
@@ -184,19 +167,19 @@ def test_an_smtp_server_down_for_a_while_then_up_gets_every_mail_once(db: tuple[
             return len(rows) == 3 and all(r.attempts >= 2 and r.status in {"FAILED", "SENDING", "QUEUED"} for r in rows)
 
         wait_until(retried, what="every delivery to fail at least twice while the server is down")
-        sink.start()
+        smtp_sink.start()
         rows = settled(engine, conversation, count=3)
     assert {r.status for r in rows.values()} == {"SENT"}
     assert {r.last_error_code for r in rows.values()} == {"smtp-connect"}  # the last error before success
-    assert mails_to(sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1, "mia@clinic.example": 1})
+    assert mails_to(smtp_sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1, "mia@clinic.example": 1})
 
 
 def test_a_server_that_goes_silent_during_data_leaves_the_delivery_unknown_and_it_is_not_resent(
-    db: tuple[str, Engine], sink: SmtpSink
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
 ) -> None:
-    url, engine = db
-    sink.script_data([STALL])
-    with herald(url, engine, SMTP_URL=smtp(sink), HERALD_SMTP_TIMEOUT_S="1") as live:
+    url, engine = delivery_db
+    smtp_sink.script_data([STALL])
+    with herald(url, engine, SMTP_URL=smtp_sink.url, HERALD_SMTP_TIMEOUT_S="1") as live:
         admin = live.client()
         conversation = post_message(admin, ANA)
         rows = settled(engine, conversation, count=1)
@@ -206,15 +189,15 @@ def test_a_server_that_goes_silent_during_data_leaves_the_delivery_unknown_and_i
         ana = by_user(deliveries_of(engine, conversation))["ana"]
     assert (rows["ana"].status, rows["ana"].last_error_code) == ("UNKNOWN", "smtp-unknown")
     assert (ana.status, ana.attempts) == ("UNKNOWN", 1)
-    assert mails_to(sink) == Counter({"ben@clinic.example": 1})
+    assert mails_to(smtp_sink) == Counter({"ben@clinic.example": 1})
 
 
 @pytest.mark.redis
 def test_a_redis_worker_delivers_one_mail_per_recipient_and_skips_who_cannot_get_one(
-    db: tuple[str, Engine], sink: SmtpSink, redis_namespace: str
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink, redis_namespace: str
 ) -> None:
-    url, engine = db
-    with redis_fleet(url, engine, REDIS_URL, f"{redis_namespace}-email", SMTP_URL=smtp(sink)) as fleet:
+    url, engine = delivery_db
+    with redis_fleet(url, engine, REDIS_URL, f"{redis_namespace}-email", SMTP_URL=smtp_sink.url) as fleet:
         with fleet.client() as client:
             conversation = post_message(client, ANA, BEN, CARA, DAN, EVE)
         assert deliveries_of(engine, conversation) == []  # no worker yet: only the outbox row exists
@@ -223,7 +206,7 @@ def test_a_redis_worker_delivers_one_mail_per_recipient_and_skips_who_cannot_get
     assert {name: row.status for name, row in rows.items()} == {
         "ana": "SENT", "ben": "SENT", "cara": "SKIPPED", "dan": "SKIPPED",
     }
-    assert mails_to(sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1})
-    ben = mail_for(sink, "ben@clinic.example").message
+    assert mails_to(smtp_sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1})
+    ben = mail_for(smtp_sink, "ben@clinic.example").message
     assert ben["Message-ID"] == rows["ben"].provider_id == f"<{rows['ben'].message_uid}.{BEN}@herald.example>"
     assert ben["Subject"] == f"[{APP_TITLE}] Stock report"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,10 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select, update
 
-from messaging.db import make_sessionmaker
-from messaging.metadata import import_metadata
 from messaging.models import Delivery, User
-from tests.conftest import REDIS_URL, reset_with_demo, wait_until
+from tests.conftest import REDIS_URL, wait_until
 from tests.support.deliveries import (
     ANA,
     BASE_URL,
@@ -30,7 +27,7 @@ from tests.support.deliveries import (
     herald,
     post_message,
     redis_fleet,
-    seed_recipients,
+    seed_metadata,
     set_system,
     settled,
 )
@@ -39,21 +36,6 @@ from workers.ratelimit import RedisBucket
 
 pytestmark = [pytest.mark.postgres]
 CALLBACK_PATH = "/api/sms/twilio/status"
-
-
-@pytest.fixture
-def db(worker_pg_url: str, worker_pg_engine: Engine) -> tuple[str, Engine]:
-    """The workers' database with the demo data and the test recipients."""
-    reset_with_demo(worker_pg_engine)
-    seed_recipients(worker_pg_engine)
-    return worker_pg_url, worker_pg_engine
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioStandIn]:
-    """Twilio's Messages API on loopback."""
-    with TwilioStandIn() as standin:
-        yield standin
 
 
 def sms(twilio: TwilioStandIn, **extra: Any) -> dict[str, Any]:
@@ -75,15 +57,14 @@ def bulk_phone_users(engine: Engine, count: int) -> list[str]:
         {"id": uid, "username": f"sms{i}", "firstName": "Sms", "surname": str(i), "phoneNumber": f"+25677250{i:04d}"}
         for i, uid in enumerate(uids)
     ]
-    with make_sessionmaker(engine)() as session:
-        report = import_metadata(session, {"users": users})
-        assert report.ok, report.as_response()
-        session.commit()
+    seed_metadata(engine, {"users": users})
     return uids
 
 
-def test_twilio_gets_the_form_fields_with_basic_auth_and_the_status_callback(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_twilio_gets_the_form_fields_with_basic_auth_and_the_status_callback(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     with herald(url, engine, **sms(twilio)) as live:
         conversation = post_message(live.client(), ANA, BEN, CARA, DAN, EVE, text="Stock is low.")
         rows = settled(engine, conversation, count=4, channel="sms")
@@ -102,8 +83,10 @@ def test_twilio_gets_the_form_fields_with_basic_auth_and_the_status_callback(db:
     assert rows["ana"].provider_id is not None and rows["ana"].provider_id.startswith("SM")
 
 
-def test_a_text_longer_than_keySmsMaxLength_is_cut_to_it_ending_in_dots(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_a_text_longer_than_keySmsMaxLength_is_cut_to_it_ending_in_dots(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     set_system(engine, "keySmsMaxLength", 20)
     with herald(url, engine, **sms(twilio)) as live:
         conversation = post_message(live.client(), ANA, text="The cold chain failed at the district store.")
@@ -113,8 +96,10 @@ def test_a_text_longer_than_keySmsMaxLength_is_cut_to_it_ending_in_dots(db: tupl
     assert len(request.form["Body"]) == 20
 
 
-def test_a_429_with_retry_after_is_retried_no_sooner_than_twilio_asked(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_a_429_with_retry_after_is_retried_no_sooner_than_twilio_asked(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     twilio.script([(429, error_body(20429), {"Retry-After": "1"})])
     with herald(url, engine, **sms(twilio)) as live:
         conversation = post_message(live.client(), ANA)
@@ -132,8 +117,8 @@ def test_a_429_with_retry_after_is_retried_no_sooner_than_twilio_asked(db: tuple
     assert len(twilio.requests) == 2
 
 
-def test_an_invalid_to_number_21211_is_dead_at_once(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_an_invalid_to_number_21211_is_dead_at_once(delivery_db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
+    url, engine = delivery_db
     twilio.script([(400, error_body(21211, to="+256772100001"), {})])
     with herald(url, engine, **sms(twilio)) as live:
         conversation = post_message(live.client(), ANA)
@@ -144,8 +129,10 @@ def test_an_invalid_to_number_21211_is_dead_at_once(db: tuple[str, Engine], twil
     assert len(twilio.requests) == 1
 
 
-def test_a_number_that_cannot_be_e164_never_reaches_twilio_and_is_dead(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_a_number_that_cannot_be_e164_never_reaches_twilio_and_is_dead(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     with engine.begin() as conn:
         conn.execute(update(User).where(User.uid == DAN).values(phone_number="0772 100 004"))  # no country code
     with herald(url, engine, **sms(twilio)) as live:
@@ -155,8 +142,10 @@ def test_a_number_that_cannot_be_e164_never_reaches_twilio_and_is_dead(db: tuple
     assert twilio.requests == []
 
 
-def test_a_500_then_201_is_delivered_on_the_second_attempt(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_a_500_then_201_is_delivered_on_the_second_attempt(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     twilio.script([(500, error_body(20500, 500), {})])
     with herald(url, engine, **sms(twilio)) as live:
         conversation = post_message(live.client(), BEN)
@@ -165,8 +154,10 @@ def test_a_500_then_201_is_delivered_on_the_second_attempt(db: tuple[str, Engine
     assert len(twilio.requests) == 2
 
 
-def test_a_timeout_after_the_request_left_is_unknown_and_never_resent(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_a_timeout_after_the_request_left_is_unknown_and_never_resent(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     twilio.script([Answer(stall_s=30)])
     with herald(url, engine, **sms(twilio, HERALD_SMS_TIMEOUT_S="0.5")) as live:
         admin = live.client()
@@ -184,8 +175,10 @@ def callback(client: httpx.Client, form: dict[str, str], headers: dict[str, str]
     return client.post(CALLBACK_PATH, data=form, headers=headers)
 
 
-def test_signed_status_callbacks_move_the_delivery_forward_and_never_back(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_signed_status_callbacks_move_the_delivery_forward_and_never_back(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     public = f"{BASE_URL}{CALLBACK_PATH}"  # what Twilio signs: the URL it was given, behind the proxy
     with herald(url, engine, **sms(twilio)) as live:
         conversation = post_message(live.client(), ANA, BEN)
@@ -203,8 +196,10 @@ def test_signed_status_callbacks_move_the_delivery_forward_and_never_back(db: tu
     )
 
 
-def test_unsigned_or_wrongly_signed_status_callbacks_are_refused(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_unsigned_or_wrongly_signed_status_callbacks_are_refused(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     public = f"{BASE_URL}{CALLBACK_PATH}"
     with herald(url, engine, **sms(twilio)) as live:
         conversation = post_message(live.client(), ANA)
@@ -224,8 +219,10 @@ def test_unsigned_or_wrongly_signed_status_callbacks_are_refused(db: tuple[str, 
     assert (after.status, after.provider_status) == ("SENT", None)
 
 
-def test_without_a_base_url_the_signature_covers_the_url_the_request_came_to(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_without_a_base_url_the_signature_covers_the_url_the_request_came_to(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn
+) -> None:
+    url, engine = delivery_db
     with herald(url, engine, HERALD_BASE_URL="", **sms(twilio)) as live:
         conversation = post_message(live.client(), ANA)
         sid = settled(engine, conversation, count=1, channel="sms")["ana"].provider_id
@@ -237,8 +234,8 @@ def test_without_a_base_url_the_signature_covers_the_url_the_request_came_to(db:
         assert by_user(deliveries_of(engine, conversation, "sms"))["ana"].status == "DELIVERED"
 
 
-def test_the_sms_rate_holds_across_the_in_process_fleet(db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
-    url, engine = db
+def test_the_sms_rate_holds_across_the_in_process_fleet(delivery_db: tuple[str, Engine], twilio: TwilioStandIn) -> None:
+    url, engine = delivery_db
     uids = bulk_phone_users(engine, 12)
     with herald(url, engine, **sms(twilio, HERALD_SMS_RATE="4")) as live:
         started = time.monotonic()
@@ -265,8 +262,10 @@ def test_two_processes_draw_on_one_token_bucket_in_redis(redis_namespace: str) -
 
 
 @pytest.mark.redis
-def test_a_redis_worker_sends_sms_at_the_shared_rate(db: tuple[str, Engine], twilio: TwilioStandIn, redis_namespace: str) -> None:
-    url, engine = db
+def test_a_redis_worker_sends_sms_at_the_shared_rate(
+    delivery_db: tuple[str, Engine], twilio: TwilioStandIn, redis_namespace: str
+) -> None:
+    url, engine = delivery_db
     uids = bulk_phone_users(engine, 8)
     namespace = f"{redis_namespace}-sms"
     with redis_fleet(url, engine, REDIS_URL, namespace, **sms(twilio, HERALD_SMS_RATE="4")) as fleet:

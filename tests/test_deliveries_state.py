@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from messaging.db import make_engine, make_sessionmaker
 from messaging.deliveries import Outcome, Result, RetryPolicy
 from messaging.demo import ADMIN
 from messaging.directory import principal_for, user_by_uid
-from messaging.metadata import import_metadata
 from messaging.migrate import upgrade
 from messaging.models import Delivery, OutboxEvent, User, utcnow
 from tests.conftest import REDIS_URL, make_settings, reset_with_demo, wait_until
@@ -35,8 +33,10 @@ from tests.support.deliveries import (
     by_user,
     deliveries_of,
     herald,
+    mails_to,
     post_message,
     redis_fleet,
+    seed_metadata,
     seed_recipients,
     settled,
     worker_process,
@@ -47,29 +47,6 @@ from workers.sending import CLAIM_DEPTH, DeliveryHost
 pytestmark = [pytest.mark.postgres]
 
 
-@pytest.fixture
-def db(worker_pg_url: str, worker_pg_engine: Engine) -> tuple[str, Engine]:
-    """The workers' database with the demo data and the test recipients."""
-    reset_with_demo(worker_pg_engine)
-    seed_recipients(worker_pg_engine)
-    return worker_pg_url, worker_pg_engine
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    """A real SMTP server on loopback."""
-    with SmtpSink() as server:
-        yield server
-
-
-def smtp(sink: SmtpSink) -> str:
-    return f"smtp://127.0.0.1:{sink.port}"
-
-
-def mails_to(sink: SmtpSink) -> Counter[str]:
-    return Counter(rcpt for mail in sink.messages for rcpt in mail.rcpt_tos)
-
-
 def bulk_email_users(engine: Engine, count: int, prefix: str = "Blk") -> list[str]:
     """``count`` more users with email addresses; their UIDs."""
     uids = [f"{prefix}{i:08d}" for i in range(count)]
@@ -78,10 +55,7 @@ def bulk_email_users(engine: Engine, count: int, prefix: str = "Blk") -> list[st
          "email": f"{prefix.lower()}{i}@clinic.example"}
         for i, uid in enumerate(uids)
     ]
-    with make_sessionmaker(engine)() as session:
-        report = import_metadata(session, {"users": users})
-        assert report.ok, report.as_response()
-        session.commit()
+    seed_metadata(engine, {"users": users})
     return uids
 
 
@@ -111,10 +85,10 @@ def status_of(engine: Engine, ids: list[int]) -> dict[int, tuple[str, int]]:
 
 
 def test_the_same_deliver_job_run_twice_sends_once_even_by_two_workers_at_the_same_time(
-    db: tuple[str, Engine], sink: SmtpSink
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
 ) -> None:
-    url, engine = db
-    settings = make_settings(DATABASE_URL=url, SMTP_URL=smtp(sink), **TEST_DEFAULTS)
+    url, engine = delivery_db
+    settings = make_settings(DATABASE_URL=url, SMTP_URL=smtp_sink.url, **TEST_DEFAULTS)
     first_job = staged(engine, ANA, BEN)
     second_job = staged(engine, *bulk_email_users(engine, 20))
     hosts = [DeliveryHost(settings, engine, ("email",)) for _ in range(2)]  # two worker processes
@@ -137,23 +111,23 @@ def test_the_same_deliver_job_run_twice_sends_once_even_by_two_workers_at_the_sa
         for host in hosts:
             host.stop()
     assert set(status_of(engine, first_job + second_job).values()) == {("SENT", 1)}
-    received = mails_to(sink)
+    received = mails_to(smtp_sink)
     assert len(received) == 22 and set(received.values()) == {1}
 
 
 def test_a_stopping_worker_finishes_the_send_under_way_and_hands_back_the_rows_not_started(
-    db: tuple[str, Engine], sink: SmtpSink
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
 ) -> None:
-    url, engine = db
-    overrides = {"SMTP_URL": smtp(sink), "HERALD_SMTP_CONNECTIONS": "1", "HERALD_SMTP_TIMEOUT_S": "1"}
+    url, engine = delivery_db
+    overrides = {"SMTP_URL": smtp_sink.url, "HERALD_SMTP_CONNECTIONS": "1", "HERALD_SMTP_TIMEOUT_S": "1"}
     settings = make_settings(DATABASE_URL=url, **{**TEST_DEFAULTS, **overrides})
     ids = staged(engine, *bulk_email_users(engine, 4, "Stp"))
-    sink.script_data([STALL])  # the first mail hangs in DATA until the client gives up
+    smtp_sink.script_data([STALL])  # the first mail hangs in DATA until the client gives up
     host = DeliveryHost(settings, engine, ("email",))
     host.start()
     try:
         host.deliver("email", ids)  # returns with the rows claimed: one in DATA, three waiting for the connection
-        wait_until(lambda: answers_left(sink, "DATA") == 0, what="the first mail's DATA to hang")
+        wait_until(lambda: answers_left(smtp_sink, "DATA") == 0, what="the first mail's DATA to hang")
     finally:
         host.stop()
     columns = (Delivery.id, Delivery.status, Delivery.attempts, Delivery.enqueued_at, Delivery.last_error_code)
@@ -164,11 +138,11 @@ def test_a_stopping_worker_finishes_the_send_under_way_and_hands_back_the_rows_n
     assert (first.status, first.attempts) == ("UNKNOWN", 1)
     # The rows that never reached the server are QUEUED again, their attempt not counted, for the relay.
     assert {(r.status, r.attempts, r.enqueued_at, r.last_error_code) for r in rest} == {("QUEUED", 0, None, "stopping")}
-    assert sink.messages == []
+    assert smtp_sink.messages == []
 
 
-def test_concurrent_claims_of_the_same_rows_never_overlap(db: tuple[str, Engine]) -> None:
-    _, engine = db
+def test_concurrent_claims_of_the_same_rows_never_overlap(delivery_db: tuple[str, Engine]) -> None:
+    _, engine = delivery_db
     ids = staged(engine, *bulk_email_users(engine, 200))
     claimed: list[list[int]] = []
     barrier = threading.Barrier(4)
@@ -190,20 +164,22 @@ def test_concurrent_claims_of_the_same_rows_never_overlap(db: tuple[str, Engine]
     assert set(status_of(engine, ids).values()) == {("SENDING", 1)}
 
 
-def test_a_sent_row_is_never_claimed_again_nor_requeued(db: tuple[str, Engine], sink: SmtpSink) -> None:
-    url, engine = db
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+def test_a_sent_row_is_never_claimed_again_nor_requeued(delivery_db: tuple[str, Engine], smtp_sink: SmtpSink) -> None:
+    url, engine = delivery_db
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         conversation = post_message(live.client(), ANA)
         sent = settled(engine, conversation, count=1)["ana"]
         assert deliveries.claim(engine, "email", [sent.id], lease_s=60) == []
         refused = live.client().post(f"/api/deliveries/{sent.id}/requeue")
     assert refused.status_code == 409 and "only DEAD and UNKNOWN" in refused.json()["message"]
     assert status_of(engine, [sent.id]) == {sent.id: ("SENT", 1)}
-    assert len(sink.messages) == 1
+    assert len(smtp_sink.messages) == 1
 
 
-def test_an_outcome_counts_only_for_its_own_claim_and_a_late_real_one_beats_the_sweepers_guess(db: tuple[str, Engine]) -> None:
-    _, engine = db
+def test_an_outcome_counts_only_for_its_own_claim_and_a_late_real_one_beats_the_sweepers_guess(
+    delivery_db: tuple[str, Engine]
+) -> None:
+    _, engine = delivery_db
     [delivery_id] = staged(engine, ANA)
     [claim] = deliveries.claim(engine, "email", [delivery_id], lease_s=0)  # a lease that is over at once
     assert deliveries.expire_leases(engine) == 1
@@ -232,26 +208,30 @@ def test_backoff_doubles_with_jitter_up_to_the_maximum_and_never_precedes_retry_
     assert 15 <= policy.delay_s(1, retry_after_s=1, rng=rng) <= 30
 
 
-def test_transient_failures_end_dead_after_the_last_attempt_with_the_reason(db: tuple[str, Engine], sink: SmtpSink) -> None:
-    url, engine = db
-    sink.script_rcpt(["451 4.3.0 Try again later"] * 3)
-    with herald(url, engine, SMTP_URL=smtp(sink), HERALD_MAX_ATTEMPTS="3") as live:
+def test_transient_failures_end_dead_after_the_last_attempt_with_the_reason(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
+) -> None:
+    url, engine = delivery_db
+    smtp_sink.script_rcpt(["451 4.3.0 Try again later"] * 3)
+    with herald(url, engine, SMTP_URL=smtp_sink.url, HERALD_MAX_ATTEMPTS="3") as live:
         conversation = post_message(live.client(), ANA)
         ana = settled(engine, conversation, count=1)["ana"]
     assert (ana.status, ana.attempts, ana.last_error_code) == ("DEAD", 3, "smtp-451")
     assert ana.last_error == "gave up after 3 attempts: SMTP 451 on RCPT TO: 4.3.0 Try again later"
-    assert sink.messages == []
+    assert smtp_sink.messages == []
 
 
 # --- re-driving -----------------------------------------------------------------------------
 
 
-def test_dead_deliveries_are_re_driven_one_a_selection_or_all_by_an_admin(db: tuple[str, Engine], sink: SmtpSink) -> None:
-    url, engine = db
-    sink.script_rcpt(["550 5.1.1 User unknown"] * 3)
+def test_dead_deliveries_are_re_driven_one_a_selection_or_all_by_an_admin(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink
+) -> None:
+    url, engine = delivery_db
+    smtp_sink.script_rcpt(["550 5.1.1 User unknown"] * 3)
     with engine.begin() as conn:  # a typo an operator will fix before re-driving
         conn.execute(update(User).where(User.uid == MIA).values(email="mia at clinic.example"))
-    with herald(url, engine, SMTP_URL=smtp(sink)) as live:
+    with herald(url, engine, SMTP_URL=smtp_sink.url) as live:
         admin = live.client()
         conversation = post_message(admin, ANA, BEN, MIA, *bulk_email_users(engine, 1, "Red"))
         rows = settled(engine, conversation, count=4)
@@ -279,7 +259,7 @@ def test_dead_deliveries_are_re_driven_one_a_selection_or_all_by_an_admin(db: tu
     assert {row.status for row in final.values()} == {"SENT"}
     assert all(row.attempts == 1 for row in final.values())  # attempts start again on a re-drive
     assert final["mia"].address == "mia@clinic.example"  # the address is read afresh
-    received = mails_to(sink)
+    received = mails_to(smtp_sink)
     assert len(received) == 4 and set(received.values()) == {1}
 
 
@@ -315,10 +295,12 @@ def test_the_zero_setup_sqlite_database_creates_claims_records_sweeps_and_requeu
 
 
 @pytest.mark.redis
-def test_an_emptied_redis_loses_no_delivery(db: tuple[str, Engine], sink: SmtpSink, redis_namespace: str) -> None:
-    url, engine = db
+def test_an_emptied_redis_loses_no_delivery(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink, redis_namespace: str
+) -> None:
+    url, engine = delivery_db
     namespace = f"{redis_namespace}-lost"
-    with redis_fleet(url, engine, REDIS_URL, namespace, SMTP_URL=smtp(sink), HERALD_DELIVERY_STALE_S="1") as fleet:
+    with redis_fleet(url, engine, REDIS_URL, namespace, SMTP_URL=smtp_sink.url, HERALD_DELIVERY_STALE_S="1") as fleet:
         with fleet.client() as client:
             conversation = post_message(client, ANA, BEN, MIA)
         with engine.connect() as conn:
@@ -338,18 +320,18 @@ def test_an_emptied_redis_loses_no_delivery(db: tuple[str, Engine], sink: SmtpSi
         fleet.start_worker()
         rows = settled(engine, conversation, count=3)
     assert {row.status for row in rows.values()} == {"SENT"}
-    assert mails_to(sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1, "mia@clinic.example": 1})
+    assert mails_to(smtp_sink) == Counter({"ana@clinic.example": 1, "ben@clinic.example": 1, "mia@clinic.example": 1})
 
 
 @pytest.mark.redis
 def test_a_worker_killed_mid_send_loses_nothing_and_resends_nothing_blindly(
-    db: tuple[str, Engine], sink: SmtpSink, redis_namespace: str, tmp_path: Path
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink, redis_namespace: str, tmp_path: Path
 ) -> None:
-    url, engine = db
+    url, engine = delivery_db
     uids = bulk_email_users(engine, 6, "Kil")
-    sink.script_data([STALL])  # the first mail hangs in DATA: a send in flight when the worker dies
+    smtp_sink.script_data([STALL])  # the first mail hangs in DATA: a send in flight when the worker dies
     overrides = {
-        "SMTP_URL": smtp(sink), "HERALD_SMTP_CONNECTIONS": "1", "HERALD_DELIVERY_LEASE_S": "2",
+        "SMTP_URL": smtp_sink.url, "HERALD_SMTP_CONNECTIONS": "1", "HERALD_DELIVERY_LEASE_S": "2",
         "HERALD_DELIVERY_STALE_S": "1", "HERALD_OUTBOX_POLL_S": "0.05",
     }
     with redis_fleet(url, engine, REDIS_URL, f"{redis_namespace}-kill", **overrides) as fleet:
@@ -361,7 +343,7 @@ def test_a_worker_killed_mid_send_loses_nothing_and_resends_nothing_blindly(
         try:
             # One row hangs in DATA, three wait for the connection, two wait for room to be claimed.
             wait_until(
-                lambda: answers_left(sink, "DATA") == 0
+                lambda: answers_left(smtp_sink, "DATA") == 0
                 and Counter(r.status for r in deliveries_of(engine, conversation))["SENDING"] == held,
                 timeout_s=30, what="the worker to be mid-send (the first mail's DATA hanging)",
             )
@@ -391,12 +373,14 @@ def test_a_worker_killed_mid_send_loses_nothing_and_resends_nothing_blindly(
             os.killpg(second.pid, signal.SIGTERM)
             second.wait(20)
     assert set(by_user(list(final.values())).keys()) == {f"kil{i}" for i in range(6)}
-    received = mails_to(sink)
+    received = mails_to(smtp_sink)
     assert len(received) == 6 and set(received.values()) == {1}
 
 
-def test_the_relay_hands_due_rows_out_once_and_again_only_when_their_job_was_lost(db: tuple[str, Engine]) -> None:
-    _, engine = db
+def test_the_relay_hands_due_rows_out_once_and_again_only_when_their_job_was_lost(
+    delivery_db: tuple[str, Engine]
+) -> None:
+    _, engine = delivery_db
     ids = staged(engine, ANA, BEN)
     first = deliveries.claim_due(engine, ["email"], limit=10)
     assert sorted(i for i, _ in first) == sorted(ids)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,7 +10,6 @@ from sqlalchemy import func, select
 
 from messaging.models import (
     OrganisationUnit,
-    OutboxEvent,
     User,
     UserGroup,
     UserGroupMember,
@@ -20,15 +18,8 @@ from messaging.models import (
     UserRoleMember,
 )
 from tests.conftest import LiveServer, wait_until
+from tests.support.demo import ADMIN, ALICE, FATMATA, IBRAHIM, MOBILE, MOHAMED
 
-ADMIN, MOBILE, ALICE, IBRAHIM, FATMATA, MOHAMED = (
-    "xE7jOejl9FI",
-    "PhzytPW3g2J",
-    "OYLGMiazHtW",
-    "N3PZBUlN8vq",
-    "awtnYWiVEd5",
-    "Kh68cDMwZsg",
-)
 FEEDBACK_GROUP, FIELD_WORKERS = "QYrzIjSfI8z", "ZoHNWQajIoe"
 SIERRA_LEONE, BO, BADJIA, NGELEHUN, NJANDAMA, BOMBALI = (
     "ImspTQPwCqd",
@@ -41,28 +32,10 @@ SIERRA_LEONE, BO, BADJIA, NGELEHUN, NJANDAMA, BOMBALI = (
 CLERK_ROLE = "Euq3XfEIEbx"
 SECRET = "Sup3r-secret-passw0rd"
 TABLES = (User, UserRole, UserGroup, OrganisationUnit, UserGroupMember, UserOrgUnit, UserRoleMember)
+pytestmark = pytest.mark.usefixtures("drain_outbox_after_each_test")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def settle(server: LiveServer) -> None:
-    """Wait until the in-process worker has carried out every outbox event."""
-
-    def pending() -> int:
-        with server.session() as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.done_at.is_(None))) or 0)
-
-    wait_until(lambda: pending() == 0, what="the worker to drain the outbox")
-
-
-@pytest.fixture(autouse=True)
-def _drain_outbox_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Let the in-process worker finish this test's events before the next test empties the tables."""
-    yield
-    live = request.node.funcargs.get("server")
-    if live is not None:
-        settle(live)
 
 
 def counts(server: LiveServer) -> dict[str, int]:

@@ -6,34 +6,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import dramatiq
-import httpx
 import pytest
 import redis
-import uvicorn
 from sqlalchemy import Engine, func, select, update
 
-from api.app import create_app
 from messaging import fanout
-from messaging.db import make_sessionmaker
-from messaging.metadata import import_metadata
 from messaging.models import Conversation, OutboxEvent, User, UserMessage
-from messaging.settings import Settings
-from tests.conftest import (
-    RABBITMQ_URL,
-    REDIS_URL,
-    free_tcp_port,
-    make_settings,
-    reset_with_demo,
-    wait_until,
-)
-from workers.runtime import Runtime, build_runtime
+from tests.conftest import RABBITMQ_URL, REDIS_URL, reset_with_demo, wait_until
+from tests.support.deliveries import Fleet, broker_fleet, seed_metadata
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -43,66 +26,11 @@ def uid(n: int, prefix: str = "u") -> str:
     return f"{prefix}{n:010d}"[:11].ljust(11, "0")
 
 
-@dataclass
-class Fleet:
-    """An API without in-process workers, and a worker runtime on a real broker started on demand."""
-
-    url: str
-    engine: Engine
-    settings: Settings
-    runtime: Runtime
-    worker: dramatiq.Worker | None = None
-
-    def client(self, user: str = "admin") -> httpx.Client:
-        """An authenticated client."""
-        return httpx.Client(base_url=self.url, auth=(user, "district"), timeout=30)
-
-    def start_worker(self) -> None:
-        """Start a real Dramatiq worker (its relay starts with it)."""
-        self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=4, worker_timeout=100)
-        self.worker.start()
-
-    def stop_worker(self) -> None:
-        """Stop the worker and its relay."""
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
-
-
-@contextmanager
-def fleet_on(pg_url: str, pg_engine: Engine, broker_url: str, namespace: str) -> Iterator[Fleet]:
-    """An API and a (not yet started) worker runtime on the given broker."""
-    settings = make_settings(
-        DATABASE_URL=pg_url,
-        BROKER_URL=broker_url,
-        HERALD_BROKER_NAMESPACE=namespace,
-        HERALD_OUTBOX_STALE_S="1",
-    )
-    runtime = build_runtime(settings, engine=pg_engine)
-    runtime.broker.flush_all()
-    app = create_app(settings, engine=pg_engine)
-    port = free_tcp_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="uvicorn")
-    fleet = Fleet(url=f"http://127.0.0.1:{port}", engine=pg_engine, settings=settings, runtime=runtime)
-    try:
-        yield fleet
-    finally:
-        fleet.stop_worker()
-        runtime.relay.stop()
-        runtime.broker.flush_all()
-        runtime.broker.close()
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
 def redis_fleet(worker_pg_url: str, worker_pg_engine: Engine, redis_namespace: str) -> Iterator[Fleet]:
     """Empty demo database, an API, and a Redis worker runtime (not started)."""
     reset_with_demo(worker_pg_engine)
-    with fleet_on(worker_pg_url, worker_pg_engine, REDIS_URL, f"{redis_namespace}-fanout") as fleet:
+    with broker_fleet(worker_pg_url, worker_pg_engine, REDIS_URL, f"{redis_namespace}-fanout") as fleet:
         yield fleet
 
 
@@ -124,10 +52,7 @@ def seed_directory(engine: Engine) -> None:
             {"id": "GroupB00001", "name": "B", "users": [{"id": uid(i)} for i in (6, 7, 0)]},
         ],
     }
-    with make_sessionmaker(engine)() as session:
-        report = import_metadata(session, payload)
-        assert report.ok, report.as_response()
-        session.commit()
+    seed_metadata(engine, payload)
 
 
 def participants(engine: Engine, conversation_uid: str) -> dict[str, bool]:
@@ -294,7 +219,7 @@ def test_rabbitmq_broker_fans_out_too(worker_pg_url: str, worker_pg_engine: Engi
     pg_engine = worker_pg_engine
     reset_with_demo(pg_engine)
     seed_directory(pg_engine)
-    with fleet_on(worker_pg_url, pg_engine, RABBITMQ_URL, f"{redis_namespace}-amqp") as fleet:
+    with broker_fleet(worker_pg_url, pg_engine, RABBITMQ_URL, f"{redis_namespace}-amqp") as fleet:
         conversation = post_message(fleet, {"userGroups": [{"id": "GroupB00001"}]})
         fleet.start_worker()
         wait_until(

@@ -1,8 +1,8 @@
-"""Shared pieces of the delivery tests: recipients with addresses, a live Herald, Redis workers.
+"""Shared pieces of the delivery and fan-out tests: recipients with addresses, a live Herald, broker workers.
 
-The delivery tests run on the workers' database (``worker_pg_url``): the session's shared
-server keeps an in-process relay on the main database, and it would carry out these tests'
-outbox events with its own settings (no channels) before theirs could.
+The delivery tests run on the workers' database (``worker_pg_url``, ``delivery_db`` in conftest.py):
+the session's shared server keeps an in-process relay on the main database, and it would carry out
+these tests' outbox events with its own settings (no channels) before theirs could.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +74,19 @@ def answers_left(sink: SmtpSink, command: str) -> int:
         return len(sink._scripts[command])
 
 
+def mails_to(sink: SmtpSink) -> Counter[str]:
+    """How many mails each address received."""
+    return Counter(rcpt for mail in sink.messages for rcpt in mail.rcpt_tos)
+
+
+def seed_metadata(engine: Engine, payload: dict[str, Any]) -> None:
+    """Import DHIS2 metadata straight into the database (no HTTP); the import must succeed."""
+    with make_sessionmaker(engine)() as session:
+        report = import_metadata(session, payload)
+        assert report.ok, report.as_response()
+        session.commit()
+
+
 def seed_recipients(engine: Engine) -> None:
     """Six users beside the demo ones: addresses, an opt-out, none, a disabled one, a ticket manager."""
     users = [
@@ -82,9 +96,8 @@ def seed_recipients(engine: Engine) -> None:
         for uid, fields in RECIPIENTS.items()
     ]
     roles = [{"id": "RoleMgr0001", "name": "Ticket manager", "authorities": ["F_MANAGE_TICKETS"]}]
+    seed_metadata(engine, {"userRoles": roles, "users": users})
     with make_sessionmaker(engine)() as session:
-        report = import_metadata(session, {"userRoles": roles, "users": users})
-        assert report.ok, report.as_response()
         cara = session.scalar(select(User.id).where(User.uid == CARA))
         assert cara is not None
         set_user_setting(session, cara, "keyMessageEmailNotification", False)
@@ -177,8 +190,8 @@ def herald(url: str, engine: Engine, **overrides: Any) -> Iterator[LiveServer]:
 
 
 @dataclass
-class RedisFleet:
-    """An API without workers, and a worker runtime on real Redis, started on demand."""
+class Fleet:
+    """An API without workers, and a worker runtime on a real broker, started on demand."""
 
     url: str
     engine: Engine
@@ -215,11 +228,10 @@ class RedisFleet:
 
 
 @contextmanager
-def redis_fleet(url: str, engine: Engine, broker_url: str, namespace: str, **overrides: Any) -> Iterator[RedisFleet]:
-    """An API and a (not yet started) worker runtime on Redis, with the tests' delivery settings."""
+def broker_fleet(url: str, engine: Engine, broker_url: str, namespace: str, **values: Any) -> Iterator[Fleet]:
+    """An API and a (not yet started) worker runtime on the given broker, with these settings only."""
     settings = make_settings(
-        DATABASE_URL=url, BROKER_URL=broker_url, HERALD_BROKER_NAMESPACE=namespace, HERALD_OUTBOX_STALE_S="1",
-        **{**TEST_DEFAULTS, **overrides},
+        DATABASE_URL=url, BROKER_URL=broker_url, HERALD_BROKER_NAMESPACE=namespace, HERALD_OUTBOX_STALE_S="1", **values
     )
     runtime = build_runtime(settings, engine=engine)
     runtime.broker.flush_all()
@@ -229,7 +241,7 @@ def redis_fleet(url: str, engine: Engine, broker_url: str, namespace: str, **ove
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, what="uvicorn")
-    fleet = RedisFleet(url=f"http://127.0.0.1:{port}", engine=engine, settings=settings, runtime=runtime)
+    fleet = Fleet(url=f"http://127.0.0.1:{port}", engine=engine, settings=settings, runtime=runtime)
     try:
         yield fleet
     finally:
@@ -241,6 +253,13 @@ def redis_fleet(url: str, engine: Engine, broker_url: str, namespace: str, **ove
         runtime.broker.close()
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def redis_fleet(url: str, engine: Engine, broker_url: str, namespace: str, **overrides: Any) -> Iterator[Fleet]:
+    """An API and a (not yet started) worker runtime on Redis, with the tests' delivery settings."""
+    with broker_fleet(url, engine, broker_url, namespace, **{**TEST_DEFAULTS, **overrides}) as fleet:
+        yield fleet
 
 
 def worker_process(env: dict[str, str], log_path: Path, threads: int = 2) -> subprocess.Popen[bytes]:

@@ -124,6 +124,11 @@ class SmtpSink:
         """True while the server listens."""
         return self._controller is not None
 
+    @property
+    def url(self) -> str:
+        """The server's address as SMTP_URL names it (no credentials, no TLS)."""
+        return f"smtp://{self.hostname}:{self.port}"
+
     # --- scripting -------------------------------------------------------------------------
 
     def script_mail(self, answers: Iterable[str]) -> None:

@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from messaging.models import OutboxEvent
-from tests.conftest import LiveServer, make_settings, reset_with_demo, serve, wait_until
+from tests.conftest import LiveServer, make_settings, reset_with_demo, serve, settle
 
 WEBAPP = Path(__file__).resolve().parent.parent / "webapp"
 APP_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Accept": "application/json"}
@@ -29,17 +28,6 @@ def web_server(pg_url: str, pg_engine: Engine, tmp_path_factory: pytest.TempPath
     settings = make_settings(DATABASE_URL=pg_url, HERALD_APPS_DIR=apps_dir, **overrides)
     with serve(settings, pg_engine) as live:
         yield live
-
-
-def settle(server: LiveServer) -> None:
-    """Wait until the in-process worker has carried out every outbox event."""
-
-    def pending() -> int:
-        with server.session() as session:
-            count = session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.done_at.is_(None)))
-            return int(count or 0)
-
-    wait_until(lambda: pending() == 0, what="the worker to drain the outbox")
 
 
 def fresh(server: LiveServer) -> Iterator[LiveServer]:

@@ -1,0 +1,12 @@
+"""UIDs of the demo data's users (messaging/demo.py), as the API tests name them."""
+
+from __future__ import annotations
+
+ADMIN, MOBILE, ALICE, IBRAHIM, FATMATA, MOHAMED = (
+    "xE7jOejl9FI",
+    "PhzytPW3g2J",
+    "OYLGMiazHtW",
+    "N3PZBUlN8vq",
+    "awtnYWiVEd5",
+    "Kh68cDMwZsg",
+)
