@@ -495,9 +495,11 @@ def record(engine: Engine, outcomes: Sequence[Outcome], policy: RetryPolicy, *, 
     if not outcomes:
         return
     now = utcnow()
-    # One outcome per claim (a claim has one send); the first wins, as it would row by row.
-    unique = {(o.delivery_id, o.claimed_at): o for o in reversed(outcomes)}
-    params = [_params(o, policy, now, rng) for o in reversed(unique.values())]
+    # One outcome per claim (a claim has one send); should one come twice, the first wins, as row by row.
+    first: dict[tuple[int, datetime], Outcome] = {}
+    for o in outcomes:
+        first.setdefault((o.delivery_id, o.claimed_at), o)
+    params = [_params(o, policy, now, rng) for o in first.values()]
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             arrays: dict[str, Any] = {name: [p[key] for p in params] for name, key in _RECORD_COLUMNS.items()}

@@ -262,21 +262,19 @@ class DeliveryHost:
                 raise
             sending = [c for c in claims if c.draft is not None]
             lane.slots.give(room - len(sending))
+            recorder.submit(*(_skipped(c) for c in claims if c.draft is None))
             handed = False
             try:
-                for c in claims:
-                    if c.draft is None:
-                        code, reason = c.skip or ("skipped", "nothing to send")
-                        recorder.submit(_outcome(c, Result.SKIPPED, code=code, reason=reason))
                 if sending:
                     asyncio.run_coroutine_threadsafe(self._send_all(lane, sending, finisher), loop.loop)
                 handed = True
             finally:
                 if not handed:
                     # Interrupted (time limit, shutdown) before these reached the loop: not sent, so queue them again.
-                    for c in sending:
-                        lane.slots.give(1)
-                        recorder.submit(_outcome(c, Result.RELEASED, code="interrupted", reason="the job stopped first"))
+                    lane.slots.give(len(sending))
+                    recorder.submit(
+                        *(_outcome(c, Result.RELEASED, code="interrupted", reason="the job stopped first") for c in sending)
+                    )
         if pending:
             deliveries.release(self.engine, pending)  # no room in time: the relay hands them out again
 
@@ -326,6 +324,11 @@ def _envelope(draft: Draft) -> Envelope:
 
 def _outcome(claim: Claim, result: Result, **details: Any) -> Outcome:
     return Outcome(claim.delivery_id, claim.claimed_at, claim.attempt, result, **details)
+
+
+def _skipped(claim: Claim) -> Outcome:
+    code, reason = claim.skip or ("skipped", "nothing to send")
+    return _outcome(claim, Result.SKIPPED, code=code, reason=reason)
 
 
 async def _finish_tasks(grace_s: float, finisher: Finisher) -> None:
