@@ -372,3 +372,14 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+# --- security (issue 8): models of this concern go below ---
+
+# (spacer: keep sections apart so parallel branches merge cleanly)
+
+# --- participants (issue 9): models of this concern go below ---
+
+# (spacer)
+
+# --- operations and observability (issue 11): models of this concern go below ---

@@ -70,6 +70,24 @@ class Settings(BaseSettings):
     max_app_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAX_APP_BYTES"))
     session_ttl_s: float = Field(default=12 * 3600.0, gt=0, validation_alias=_env("HERALD_SESSION_TTL_S"))
 
+    # --- security: logins, uploads, trusted links (issue 8) ---
+
+    # (spacer: keep sections apart so parallel branches merge cleanly)
+
+    # --- input limits and parsing (issue 9) ---
+
+    # (spacer)
+
+    # --- validation-result notifications (issue 10) ---
+
+    # (spacer)
+
+    # --- operations: dashboard, deliveries, CLI (issue 11) ---
+
+    # (spacer)
+
+    # --- observability: metrics, health, logs, heartbeats (issue 11) ---
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
