@@ -284,6 +284,7 @@ class OutboxEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))  # the HTTP request that caused it (issue 11)
 
 
 class FileResource(Base):
@@ -383,3 +384,17 @@ class WebSession(Base):
 # (spacer)
 
 # --- operations and observability (issue 11): models of this concern go below ---
+
+
+class WorkerHeartbeat(Base):
+    """One worker process (``herald worker`` or the in-process fleet) and what it is doing, refreshed every few seconds."""
+
+    __tablename__ = "worker_heartbeats"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # worker | in-process
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, index=True)
+    current: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # the jobs under way: queue, actor, messageId, since

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     # (spacer)
 
     # --- observability: metrics, health, logs, heartbeats (issue 11) ---
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias=_env("HERALD_LOG_FORMAT"))
+    heartbeat_s: float = Field(default=5.0, gt=0, le=300, validation_alias=_env("HERALD_HEARTBEAT_S"))
+    health_timeout_s: float = Field(default=2.0, gt=0, le=30, validation_alias=_env("HERALD_HEALTH_TIMEOUT_S"))
 
     @field_validator("database_url")
     @classmethod

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from messaging import deliveries, fanout
 from messaging.settings import Settings
 from workers.broker import queue_name
+from workers.outage import Outage
 from workers.relay import Relay
 from workers.sending import SLOT_WAIT_S, DeliveryHost, build_channels
 
@@ -43,6 +44,7 @@ class DeliveryRelay(Relay):
         send_job: Callable[[str, list[int]], Any],
         channels: Sequence[str],
         settings: Settings,
+        broker_outage: Outage | None = None,
     ) -> None:
         super().__init__(
             engine,
@@ -50,6 +52,7 @@ class DeliveryRelay(Relay):
             poll_s=settings.outbox_poll_s,
             stale_s=settings.delivery_stale_s,
             batch=settings.outbox_batch,
+            broker_outage=broker_outage,
         )
         self.send_job, self.channels, self.job_size = send_job, tuple(channels), settings.delivery_batch
         self.sweep_s = max(settings.outbox_poll_s, min(5.0, settings.delivery_stale_s / 4, settings.delivery_lease_s / 4))
@@ -85,9 +88,12 @@ class DeliveryRelay(Relay):
                     chunk = ids[start : start + self.job_size]
                     self.send_job(channel, chunk)
                     sent.update(chunk)
-        except Exception:
-            log.exception("broker refused delivery jobs; will retry")
+        except Exception as exc:
+            self.broker_outage.failed(exc, deliveries=len(claimed) - len(sent))
             deliveries.release(self.engine, [i for i, _ in claimed if i not in sent])
+        else:
+            if sent:
+                self.broker_outage.ok()
         return len(sent)
 
 
@@ -121,7 +127,9 @@ class DeliveryWorkers:
     relay: DeliveryRelay
 
 
-def install(settings: Settings, engine: Engine, broker: dramatiq.Broker) -> DeliveryWorkers | None:
+def install(
+    settings: Settings, engine: Engine, broker: dramatiq.Broker, broker_outage: Outage | None = None
+) -> DeliveryWorkers | None:
     """Declare the deliver actor, relay and host on a broker; None when neither email nor SMS is configured."""
     channels = tuple(build_channels(settings))  # fails loudly on a half-configured channel
     if deliveries.EMAIL not in channels:
@@ -145,6 +153,6 @@ def install(settings: Settings, engine: Engine, broker: dramatiq.Broker) -> Deli
         # Room to wait for slots and claim; the sends run on the host's loop, outside the job.
         time_limit=int((SLOT_WAIT_S + settings.delivery_lease_s) * 1000),
     )(deliver)
-    relay = DeliveryRelay(engine, lambda channel, ids: actor.send(channel, ids), channels, settings)
+    relay = DeliveryRelay(engine, lambda channel, ids: actor.send(channel, ids), channels, settings, broker_outage)
     broker.add_middleware(DeliveryMiddleware(host, relay))
     return DeliveryWorkers(channels, deliveries.notifier(channels, relay.dispatch), actor, host, relay)

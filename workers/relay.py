@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Engine
 
-from messaging import outbox
+from messaging import context, outbox
+from workers.outage import Outage
 
 log = logging.getLogger("herald.relay")
 
@@ -27,9 +28,14 @@ class Relay:
 
     thread_name: ClassVar[str] = "herald-outbox-relay"
 
-    def __init__(self, engine: Engine, send: Send, *, poll_s: float, stale_s: float, batch: int) -> None:
+    def __init__(
+        self, engine: Engine, send: Send, *, poll_s: float, stale_s: float, batch: int, broker_outage: Outage | None = None
+    ) -> None:
         self.engine, self.send = engine, send
         self.poll_s, self.stale_s, self.batch = poll_s, stale_s, batch
+        # One start line and one end line per outage, never a traceback per poll.
+        self.broker_outage = broker_outage or Outage("broker", log)
+        self.database_outage = Outage(f"database ({self.thread_name})", log)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -40,12 +46,16 @@ class Relay:
         sent: list[int] = []
         try:
             for event in claimed:
-                self.send(event.id)
+                with context.bound(event.request_id):  # the message carries the id of the request behind it
+                    self.send(event.id)
                 sent.append(event.id)
-        except Exception:
+        except Exception as exc:
             # The broker refused: let the unsent events go again on the next pass.
-            log.exception("broker refused outbox events; will retry")
+            self.broker_outage.failed(exc, events=len(claimed) - len(sent))
             outbox.release(self.engine, [e.id for e in claimed if e.id not in sent])
+        else:
+            if sent:
+                self.broker_outage.ok()
         return len(sent)
 
     def wake(self) -> None:
@@ -56,9 +66,11 @@ class Relay:
         while not self._stop.is_set():
             try:
                 count = self.run_once()
-            except Exception:
-                log.exception("outbox relay pass failed")
+            except Exception as exc:
+                self.database_outage.failed(exc)
                 count = 0
+            else:
+                self.database_outage.ok()
             if count < self.batch:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()

@@ -10,12 +10,15 @@ import dramatiq
 from dramatiq.middleware import Middleware
 from sqlalchemy import Engine
 
-from messaging import fanout, outbox
+from messaging import fanout, heartbeats, outbox
 from messaging.db import make_engine
 from messaging.settings import Settings
 from workers import delivery
 from workers.broker import build_broker, queue_name
+from workers.heartbeat import HeartbeatMiddleware
+from workers.outage import Outage
 from workers.relay import Relay
+from workers.tracing import RequestIdMiddleware
 
 log = logging.getLogger("herald.workers")
 
@@ -49,15 +52,18 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
     """Declare Herald's actors on a broker for these settings."""
     engine = engine or make_engine(settings.database_url, pool_size=settings.worker_threads + 2)
     broker = broker or build_broker(settings)
-    deliveries = delivery.install(settings, engine, broker)
+    broker.add_middleware(RequestIdMiddleware())
+    broker_outage = Outage("broker", log)  # one per process: relays, heartbeat and consumers share it
+    deliveries = delivery.install(settings, engine, broker, broker_outage)
 
     def process_outbox(event_id: int) -> None:
         """Carry out one outbox event (idempotent: a done event is skipped)."""
         try:
-            fanout.process_event(engine, event_id, notify=deliveries.notify if deliveries else None)
+            done = fanout.process_event(engine, event_id, notify=deliveries.notify if deliveries else None)
         except Exception as exc:
             outbox.record_failure(engine, event_id, f"{type(exc).__name__}: {exc}")
             raise
+        log.info("outbox event %d %s", event_id, "processed" if done else "already done", extra={"outbox_id": event_id})
 
     outbox_actor: dramatiq.Actor[[int], None] = dramatiq.actor(
         broker=broker,
@@ -73,11 +79,21 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
         poll_s=settings.outbox_poll_s,
         stale_s=settings.outbox_stale_s,
         batch=settings.outbox_batch,
+        broker_outage=broker_outage,
     )
     broker.add_middleware(RelayMiddleware(relay))
     actors: dict[str, dramatiq.Actor[Any, Any]] = {"outbox": outbox_actor}
     if deliveries is not None:
         actors["deliver"] = deliveries.actor
+    broker.add_middleware(
+        HeartbeatMiddleware(
+            engine,
+            kind=heartbeats.IN_PROCESS if settings.in_process_workers else heartbeats.WORKER,
+            queues=sorted({actor.queue_name for actor in actors.values()}),
+            heartbeat_s=settings.heartbeat_s,
+            broker_outage=broker_outage,
+        )
+    )
     return Runtime(settings=settings, engine=engine, broker=broker, relay=relay, actors=actors, deliveries=deliveries)
 
 
