@@ -16,10 +16,14 @@ from starlette.responses import Response
 from api import sessions as web_sessions
 from api.auth import Authenticator
 from api.deps import HeraldState
+from api.metrics import HttpMetrics, MetricsMiddleware
 from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
 from api.render import respond_message
+from api.request_id import RequestIdMiddleware
 from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
 from api.routers import deliveries as delivery_routes
+from api.routers import observability as observability_routes
+from api.routers import ops_workers as ops_worker_routes
 from api.routers import tickets as ticket_routes
 from messaging.attachments import MAX_ATTACHMENT_BYTES
 from messaging.db import make_engine, make_sessionmaker
@@ -67,7 +71,7 @@ def create_app(
     # message_conversations' /{uid} and /{uid}/{user}; shell and auth claim /dhis-web-commons* before apps.
     for module in (
         ticket_routes, file_resources, message_conversations, directory, settings, metadata, system, auth, shell, apps,
-        delivery_routes,
+        delivery_routes, observability_routes, ops_worker_routes,
     ):
         app.include_router(module.router)
     _install_error_handlers(app)
@@ -78,8 +82,11 @@ def create_app(
         "/api/messageConversations/attachments": upload_limit,
     }
     # Outermost first: paths are rewritten before the body limit picks its limit.
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)  # innermost: sees the matched route
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits=limits)
     app.add_middleware(ApiPathMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from messaging import context
 from messaging.models import OutboxEvent, utcnow
 
 CONVERSATION_CREATED = "conversation.created"
@@ -18,10 +19,10 @@ KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED})
 
 
 def stage(session: Session, kind: str, payload: dict[str, Any]) -> OutboxEvent:
-    """Add an outbox event to the caller's transaction. No commit."""
+    """Add an outbox event to the caller's transaction, with the current request id. No commit."""
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
-    event = OutboxEvent(kind=kind, payload=payload)
+    event = OutboxEvent(kind=kind, payload=payload, request_id=context.request_id())
     session.add(event)
     return event
 
@@ -32,6 +33,7 @@ class Claimed:
 
     id: int
     kind: str
+    request_id: str | None = None
 
 
 def claim_due(engine: Engine, *, limit: int, stale_s: float) -> list[Claimed]:
@@ -43,7 +45,7 @@ def claim_due(engine: Engine, *, limit: int, stale_s: float) -> list[Claimed]:
     now = utcnow()
     stale_before = now - timedelta(seconds=stale_s)
     query = (
-        select(OutboxEvent.id, OutboxEvent.kind)
+        select(OutboxEvent.id, OutboxEvent.kind, OutboxEvent.request_id)
         .where(
             OutboxEvent.done_at.is_(None),
             OutboxEvent.available_at <= now,
@@ -64,7 +66,7 @@ def claim_due(engine: Engine, *, limit: int, stale_s: float) -> list[Claimed]:
             .where(OutboxEvent.id.in_(ids))
             .values(enqueued_at=now, attempts=OutboxEvent.attempts + 1)
         )
-    return [Claimed(id=r.id, kind=r.kind) for r in rows]
+    return [Claimed(id=r.id, kind=r.kind, request_id=r.request_id) for r in rows]
 
 
 def release(engine: Engine, ids: list[int]) -> None:

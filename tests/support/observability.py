@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import redis
+import uvicorn
 
 from tests.conftest import free_tcp_port, wait_until
 
@@ -72,3 +76,18 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             lines.append({"raw": line})
     return lines
+
+
+@contextmanager
+def api_only(app: Any) -> Iterator[str]:
+    """Serve an app (no workers beside it) on loopback; yields its base URL."""
+    port = free_tcp_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
