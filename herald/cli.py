@@ -27,7 +27,9 @@ def _settings() -> Settings:
     except SettingsError as exc:
         typer.echo(f"herald: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from messaging.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -66,7 +68,7 @@ def serve(
     web = create_app(settings, engine=engine, on_commit=wake)
     typer.echo(f"Herald on http://{host}:{port}/api (workers: {'in-process' if fleet else settings.broker_url})")
     try:
-        uvicorn.run(web, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
+        uvicorn.run(web, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True, log_config=None)
     finally:
         if fleet is not None:
             fleet.stop()

@@ -6,15 +6,14 @@ CLI imports it in every worker process and takes the global broker from it.
 
 from __future__ import annotations
 
-import logging
-
 import dramatiq
 
+from messaging.logs import configure_logging
 from messaging.settings import load_settings
 from workers.runtime import build_runtime
 
 settings = load_settings()
-logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+configure_logging(settings.log_level, settings.log_format)
 if not settings.broker_url:
     raise SystemExit("herald worker needs BROKER_URL (redis://... or amqp://...); `herald serve` runs workers in-process")
 runtime = build_runtime(settings)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from messaging import deliveries
 from messaging.deliveries import Outcome, RetryPolicy
+from workers.outage import Outage
 
 log = logging.getLogger("herald.deliveries")
 
@@ -29,6 +30,7 @@ class Recorder:
         self.engine, self.policy, self.max_batch, self.linger_s = engine, policy, max_batch, linger_s
         self._queue: queue.SimpleQueue[Sequence[Outcome] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self.database_outage = Outage("database (delivery recorder)", log)
 
     def submit(self, *outcomes: Outcome) -> None:
         """Queue outcomes to be written (several at once cost one hand-over: each wakes the writer thread)."""
@@ -70,11 +72,13 @@ class Recorder:
         for attempt in range(6):
             try:
                 deliveries.record(self.engine, batch, self.policy)
-                return
             except Exception as exc:
+                self.database_outage.failed(exc)
                 if attempt == 5:
                     # The rows stay SENDING; the sweeper marks them UNKNOWN when their lease ends.
-                    log.exception("could not record %d delivery outcomes", len(batch))
+                    log.error("could not record %d delivery outcomes: %s", len(batch), type(exc).__name__)
                     return
-                log.warning("recording delivery outcomes failed (%s); retrying", type(exc).__name__)
                 time.sleep(min(0.2 * 2**attempt, 5.0))
+            else:
+                self.database_outage.ok()
+                return

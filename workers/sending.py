@@ -50,6 +50,7 @@ from channels.sms import SmsChannel
 from messaging import deliveries
 from messaging.deliveries import Claim, Draft, Outcome, Result, RetryPolicy
 from messaging.settings import Settings
+from workers.outage import Outage
 from workers.ratelimit import LocalBucket, RedisBucket, TokenBucket, take_within
 from workers.recorder import Recorder
 
@@ -58,6 +59,8 @@ SLOT_WAIT_S = 5.0  # longest a job waits for room on its channel before handing 
 FLUSH_S = 0.005  # how often the loop hands finished sends to the recorder and returns their slots
 CLAIM_DEPTH = 4  # rows claimed and unfinished per process, in multiples of the channel's concurrency
 STATUS_CALLBACK_PATH = "/api/sms/twilio/status"
+# Transient failures that say the provider itself is unreachable (not one recipient's trouble).
+UNREACHABLE_CODES = frozenset({None, "smtp-connect", "smtp-421", "twilio-connect"})
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
@@ -168,9 +171,11 @@ class Lane:
 
     slots: Slots = field(init=False)
     in_flight: asyncio.Semaphore = field(init=False)
+    outage: Outage = field(init=False)
 
     def __post_init__(self) -> None:
         self.slots = Slots(CLAIM_DEPTH * self.concurrency)
+        self.outage = Outage(f"{self.name} provider", log)
         self.in_flight = asyncio.Semaphore(self.concurrency)  # binds to a loop at first use (3.10+)
 
 
@@ -311,7 +316,35 @@ class DeliveryHost:
         else:
             outcome = _outcome(claim, Result.SENT, provider_id=receipt.provider_id)
         finally:
+            _log_attempt(lane, claim, outcome, self.policy)
             finisher.add(lane, outcome)
+
+
+def _log_attempt(lane: Lane, claim: Claim, outcome: Outcome, policy: RetryPolicy) -> None:
+    """One WARNING per failed attempt (the dead letter's says so); ids and codes only, never the address."""
+    result = outcome.result
+    if result is Result.SENT:
+        lane.outage.ok()
+        return
+    if result not in {Result.TRANSIENT, Result.PERMANENT, Result.UNKNOWN}:
+        return  # released: never reached the provider
+    dead = result is Result.PERMANENT or (result is Result.TRANSIENT and claim.attempt >= policy.max_attempts)
+    draft = claim.draft
+    fields = {
+        "channel": lane.name, "code": outcome.code, "delivery_id": claim.delivery_id, "attempt": claim.attempt,
+        "message_uid": draft.message_uid if draft else None, "conversation_uid": draft.conversation_uid if draft else None,
+        "recipient_uid": draft.recipient_uid if draft else None,
+        "outcome": "dead" if dead else ("unknown" if result is Result.UNKNOWN else "retrying"),
+    }
+    if dead:
+        what = "dead letter: delivery %d (%s) gave up on attempt %d [%s]"
+    elif result is Result.UNKNOWN:
+        what = "delivery %d (%s) attempt %d has an unknown outcome [%s]"
+    else:
+        what = "delivery %d (%s) attempt %d failed, will retry [%s]"
+    log.warning(what, claim.delivery_id, lane.name, claim.attempt, outcome.code, extra=fields)
+    if result is Result.TRANSIENT and outcome.code in UNREACHABLE_CODES:
+        lane.outage.failed(DeliveryError(outcome.code or "unreachable"), channel=lane.name)
 
 
 _ENVELOPE_FIELDS = tuple(f.name for f in dataclasses.fields(Envelope))
