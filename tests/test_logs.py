@@ -127,3 +127,26 @@ def test_the_request_id_of_an_http_request_is_on_every_worker_line_of_the_jobs_i
     [dead] = lines_of(log_path, outcome="dead")  # the delivery job the fan-out sent
     assert dead["request_id"] == "ops-trace-42" and dead["level"] == "WARNING"
     assert dead["channel"] == "email" and dead["code"] == "smtp-550" and "ana@" not in str(dead)
+
+
+def test_an_smtp_outage_is_one_line_at_its_start_and_end_and_one_warning_per_failed_attempt(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.deliveries import deliveries_of, herald
+
+    url, engine = delivery_db
+    caplog.set_level(logging.INFO)
+    smtp_sink.stop()
+    with herald(url, engine, SMTP_URL=smtp_sink.url, HERALD_MAX_ATTEMPTS="100") as live:
+        conversation = post_message(live.client(), ANA)
+        wait_until(lambda: [r for r in deliveries_of(engine, conversation) if r.attempts >= 3],
+                   timeout_s=15, what="three refused attempts")
+        smtp_sink.restart()
+        [row] = settled(engine, conversation, count=1, timeout_s=15).values()
+    assert row.status == "SENT"
+    records = [r for r in caplog.records if r.name == "herald.deliveries" and r.levelno == logging.WARNING]
+    attempts = [r for r in records if "delivery_id" in r.__dict__]
+    assert len(attempts) == row.attempts - 1  # every refused attempt, once; the last one went through
+    assert {(r.__dict__["code"], r.__dict__["outcome"]) for r in attempts} == {("smtp-connect", "retrying")}
+    outage = [r.__dict__["event"] for r in records if r.__dict__.get("outage") == "email provider"]
+    assert outage == ["outage-start", "outage-end"]

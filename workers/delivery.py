@@ -45,6 +45,7 @@ class DeliveryRelay(Relay):
         channels: Sequence[str],
         settings: Settings,
         broker_outage: Outage | None = None,
+        database_outage: Outage | None = None,
     ) -> None:
         super().__init__(
             engine,
@@ -53,6 +54,7 @@ class DeliveryRelay(Relay):
             stale_s=settings.delivery_stale_s,
             batch=settings.outbox_batch,
             broker_outage=broker_outage,
+            database_outage=database_outage,
         )
         self.send_job, self.channels, self.job_size = send_job, tuple(channels), settings.delivery_batch
         self.sweep_s = max(settings.outbox_poll_s, min(5.0, settings.delivery_stale_s / 4, settings.delivery_lease_s / 4))
@@ -89,11 +91,11 @@ class DeliveryRelay(Relay):
                     self.send_job(channel, chunk)
                     sent.update(chunk)
         except Exception as exc:
-            self.broker_outage.failed(exc, deliveries=len(claimed) - len(sent))
+            self.broker_outage.failed(exc, self.thread_name, deliveries=len(claimed) - len(sent))
             deliveries.release(self.engine, [i for i, _ in claimed if i not in sent])
         else:
             if sent:
-                self.broker_outage.ok()
+                self.broker_outage.ok(self.thread_name)
         return len(sent)
 
 
@@ -128,7 +130,11 @@ class DeliveryWorkers:
 
 
 def install(
-    settings: Settings, engine: Engine, broker: dramatiq.Broker, broker_outage: Outage | None = None
+    settings: Settings,
+    engine: Engine,
+    broker: dramatiq.Broker,
+    broker_outage: Outage | None = None,
+    database_outage: Outage | None = None,
 ) -> DeliveryWorkers | None:
     """Declare the deliver actor, relay and host on a broker; None when neither email nor SMS is configured."""
     channels = tuple(build_channels(settings))  # fails loudly on a half-configured channel
@@ -153,6 +159,6 @@ def install(
         # Room to wait for slots and claim; the sends run on the host's loop, outside the job.
         time_limit=int((SLOT_WAIT_S + settings.delivery_lease_s) * 1000),
     )(deliver)
-    relay = DeliveryRelay(engine, lambda channel, ids: actor.send(channel, ids), channels, settings, broker_outage)
+    relay = DeliveryRelay(engine, lambda channel, ids: actor.send(channel, ids), channels, settings, broker_outage, database_outage)
     broker.add_middleware(DeliveryMiddleware(host, relay))
     return DeliveryWorkers(channels, deliveries.notifier(channels, relay.dispatch), actor, host, relay)

@@ -50,10 +50,12 @@ class ConsumerQuieter(logging.Filter):
 class HeartbeatMiddleware(Middleware):
     """Writes this process's heartbeat row while its worker is up, with the jobs under way."""
 
-    def __init__(self, engine: Engine, *, kind: str, queues: list[str], heartbeat_s: float, broker_outage: Outage) -> None:
+    def __init__(
+        self, engine: Engine, *, kind: str, queues: list[str], heartbeat_s: float, broker_outage: Outage,
+        database_outage: Outage,
+    ) -> None:
         self.engine, self.kind, self.queues, self.heartbeat_s = engine, kind, queues, heartbeat_s
-        self.broker_outage = broker_outage
-        self.database_outage = Outage("database (heartbeats)", log)
+        self.broker_outage, self.database_outage = broker_outage, database_outage
         self.quieter = ConsumerQuieter(broker_outage)
         self._jobs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -127,9 +129,9 @@ class HeartbeatMiddleware(Middleware):
         try:
             heartbeats.beat(self.engine, beat)
         except Exception as exc:
-            self.database_outage.failed(exc)
+            self.database_outage.failed(exc, "heartbeat")
         else:
-            self.database_outage.ok()
+            self.database_outage.ok()  # authoritative: clears every source (a relay may have nothing to retry)
 
     def _probe_broker(self) -> None:
         try:
@@ -140,6 +142,6 @@ class HeartbeatMiddleware(Middleware):
             else:
                 return
         except Exception as exc:
-            self.broker_outage.failed(exc)
+            self.broker_outage.failed(exc, "heartbeat")
         else:
-            self.broker_outage.ok()
+            self.broker_outage.ok()  # authoritative, as above

@@ -4,6 +4,13 @@ A relay polls ten times a second; logging a traceback per failed poll buried the
 operator needs under hundreds (229 tracebacks in 35 s with Redis stopped). ``Outage`` logs the
 first failure (its type and message, no traceback), a reminder with the count every
 ``remind_s``, and the recovery with the count and the duration.
+
+Several components report to one ``Outage`` (the relays, the heartbeat, Dramatiq's consumers),
+each under its own ``source``: the outage ends when every source that failed has succeeded
+again, so one component failing for its own reason holds it open (one line a minute) instead
+of flapping between start and end with its neighbours' successes. Failures without a source
+(Dramatiq's consumers, which never report a success) start or extend it; a success without a
+source (the heartbeat's probe, which speaks for the whole process) ends it.
 """
 
 from __future__ import annotations
@@ -22,17 +29,20 @@ class Outage:
         self._since: float | None = None
         self._failures = 0
         self._reminded = 0.0
+        self._failing: set[str] = set()
 
     @property
     def down(self) -> bool:
         """True between the first failure and the next success."""
         return self._since is not None
 
-    def failed(self, exc: BaseException, **extra: object) -> None:
+    def failed(self, exc: BaseException, source: str | None = None, **extra: object) -> None:
         """A call to the dependency failed: log it if this starts an outage, or when a reminder is due."""
         now = time.monotonic()
         with self._lock:
             self._failures += 1
+            if source is not None:
+                self._failing.add(source)
             if self._since is None:
                 self._since, self._reminded = now, now
                 self.log.warning(
@@ -48,12 +58,16 @@ class Outage:
                     extra={"outage": self.what, "event": "outage-ongoing", "failures": self._failures},
                 )
 
-    def ok(self) -> None:
-        """A call to the dependency succeeded: log the recovery if it was down."""
+    def ok(self, source: str | None = None) -> None:
+        """A call to the dependency succeeded: log the recovery once no source is failing any more."""
         if self._since is None:
             return
         with self._lock:
-            if self._since is None:
+            if source is None:
+                self._failing.clear()
+            else:
+                self._failing.discard(source)
+            if self._since is None or self._failing:
                 return
             duration_s, failures = time.monotonic() - self._since, self._failures
             self._since, self._failures = None, 0

@@ -29,13 +29,21 @@ class Relay:
     thread_name: ClassVar[str] = "herald-outbox-relay"
 
     def __init__(
-        self, engine: Engine, send: Send, *, poll_s: float, stale_s: float, batch: int, broker_outage: Outage | None = None
+        self,
+        engine: Engine,
+        send: Send,
+        *,
+        poll_s: float,
+        stale_s: float,
+        batch: int,
+        broker_outage: Outage | None = None,
+        database_outage: Outage | None = None,
     ) -> None:
         self.engine, self.send = engine, send
         self.poll_s, self.stale_s, self.batch = poll_s, stale_s, batch
         # One start line and one end line per outage, never a traceback per poll.
         self.broker_outage = broker_outage or Outage("broker", log)
-        self.database_outage = Outage(f"database ({self.thread_name})", log)
+        self.database_outage = database_outage or Outage("database", log)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,11 +59,11 @@ class Relay:
                 sent.append(event.id)
         except Exception as exc:
             # The broker refused: let the unsent events go again on the next pass.
-            self.broker_outage.failed(exc, events=len(claimed) - len(sent))
+            self.broker_outage.failed(exc, self.thread_name, events=len(claimed) - len(sent))
             outbox.release(self.engine, [e.id for e in claimed if e.id not in sent])
         else:
             if sent:
-                self.broker_outage.ok()
+                self.broker_outage.ok(self.thread_name)
         return len(sent)
 
     def wake(self) -> None:
@@ -67,10 +75,10 @@ class Relay:
             try:
                 count = self.run_once()
             except Exception as exc:
-                self.database_outage.failed(exc)
+                self.database_outage.failed(exc, self.thread_name)
                 count = 0
             else:
-                self.database_outage.ok()
+                self.database_outage.ok(self.thread_name)
             if count < self.batch:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()

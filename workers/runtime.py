@@ -53,8 +53,9 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
     engine = engine or make_engine(settings.database_url, pool_size=settings.worker_threads + 2)
     broker = broker or build_broker(settings)
     broker.add_middleware(RequestIdMiddleware())
-    broker_outage = Outage("broker", log)  # one per process: relays, heartbeat and consumers share it
-    deliveries = delivery.install(settings, engine, broker, broker_outage)
+    # One of each per runtime: relays, heartbeat and consumers report to them, so an outage is one start line, one end line.
+    broker_outage, database_outage = Outage("broker", log), Outage("database", log)
+    deliveries = delivery.install(settings, engine, broker, broker_outage, database_outage)
 
     def process_outbox(event_id: int) -> None:
         """Carry out one outbox event (idempotent: a done event is skipped)."""
@@ -80,6 +81,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
         stale_s=settings.outbox_stale_s,
         batch=settings.outbox_batch,
         broker_outage=broker_outage,
+        database_outage=database_outage,
     )
     broker.add_middleware(RelayMiddleware(relay))
     actors: dict[str, dramatiq.Actor[Any, Any]] = {"outbox": outbox_actor}
@@ -92,6 +94,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
             queues=sorted({actor.queue_name for actor in actors.values()}),
             heartbeat_s=settings.heartbeat_s,
             broker_outage=broker_outage,
+            database_outage=database_outage,
         )
     )
     return Runtime(settings=settings, engine=engine, broker=broker, relay=relay, actors=actors, deliveries=deliveries)
