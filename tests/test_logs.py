@@ -8,16 +8,17 @@ import re
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from messaging import heartbeats
 from messaging.db import make_sessionmaker
-from messaging.models import OutboxEvent
-from tests.conftest import wait_until
+from messaging.models import OutboxEvent, WorkerHeartbeat, utcnow
+from tests.conftest import REDIS_URL, wait_until
 from tests.support.deliveries import ANA, BEN, MIA, broker_fleet, post_message, settled, worker_process
-from tests.support.observability import OwnRedis, json_lines
+from tests.support.observability import OwnRedis, TcpProxy, json_lines
 from tests.support.smtp_sink import SmtpSink
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -150,3 +151,44 @@ def test_an_smtp_outage_is_one_line_at_its_start_and_end_and_one_warning_per_fai
     assert {(r.__dict__["code"], r.__dict__["outcome"]) for r in attempts} == {("smtp-connect", "retrying")}
     outage = [r.__dict__["event"] for r in records if r.__dict__.get("outage") == "email provider"]
     assert outage == ["outage-start", "outage-end"]
+
+
+def test_a_database_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink, redis_namespace: str, tmp_path: Path
+) -> None:
+    url, engine = delivery_db
+    log_path = tmp_path / "worker.log"
+    values = {"SMTP_URL": smtp_sink.url, "HERALD_HEARTBEAT_S": "0.2", "HERALD_LOG_FORMAT": "json"}
+    parts = urlsplit(url)
+    with TcpProxy(parts.port or 5432) as proxy, \
+            broker_fleet(url, engine, REDIS_URL, f"{redis_namespace}-dbdown", **values) as fleet:
+        env = {**fleet.worker_env(), "DATABASE_URL": url.replace(f":{parts.port}/", f":{proxy.port}/")}
+        worker = worker_process(env, log_path)
+        try:
+            wait_until(lambda: fresh_worker(engine), timeout_s=30, what="the worker to beat")
+            proxy.cut()
+
+            def silent_for_s() -> float:
+                with engine.connect() as conn:
+                    last = conn.scalar(select(func.max(WorkerHeartbeat.last_seen)))
+                return (utcnow() - last).total_seconds() if last else 0.0
+
+            # Ten heartbeats missed, and the relays failing 50 passes a second all the while.
+            wait_until(lambda: silent_for_s() > 2.0, timeout_s=30, what="the worker to lose its database")
+            proxy.restore()
+            wait_until(lambda: fresh_worker(engine), timeout_s=30, what="the worker to beat again")
+            with fleet.client() as client:
+                conversation = post_message(client, ANA)
+            rows = settled(engine, conversation, count=1, timeout_s=30)
+            wait_until(lambda: lines_of(log_path, outage="database", event="outage-end"), timeout_s=10,
+                       what="the recovery line")
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(20)
+    assert [row.status for row in rows.values()] == ["SENT"]
+    lines = json_lines(log_path)
+    database = [line["event"] for line in lines if line.get("outage") == "database"]
+    assert database == ["outage-start", "outage-end"], database
+    assert not [line for line in lines if "Traceback" in str(line)]
+    loud = [line for line in lines if line.get("level") in {"WARNING", "ERROR", "CRITICAL"}]
+    assert len(loud) <= 6, loud

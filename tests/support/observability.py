@@ -6,6 +6,7 @@ without persistence, and can stop and start it again on the same port (the broke
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -91,3 +92,76 @@ def api_only(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class TcpProxy:
+    """A TCP forwarder to a local port that a test can cut (as a database outage would) and restore.
+
+    It runs its own event loop in a thread; ``cut`` closes the listener and every connection,
+    ``restore`` listens again on the same port.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.port = target_port, free_tcp_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update({writer, up_writer})
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._writers.difference_update({writer, up_writer})
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    def start(self) -> None:
+        """Start forwarding."""
+        self._thread.start()
+        self.restore()
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+
+    def restore(self) -> None:
+        """Forward again, on the same port."""
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+
+    def stop(self) -> None:
+        """Cut and stop the loop."""
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> TcpProxy:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
