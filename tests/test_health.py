@@ -72,3 +72,14 @@ def test_ready_is_503_naming_the_database_when_its_migrations_are_behind(tmp_pat
         assert answer.json()["checks"]["database"]["ok"] is True
         assert answer.json()["failing"] == ["workers"]  # no fleet runs beside this app
     engine.dispose()
+
+
+def test_the_broker_check_answers_for_rabbitmq_and_names_an_unreachable_broker_without_its_address() -> None:
+    from messaging import health
+    from tests.conftest import RABBITMQ_URL, free_tcp_port
+
+    assert health.broker(RABBITMQ_URL, 2.0) == health.Check(True, "rabbitmq accepts connections")
+    closed = f"amqp://guest:secret-pw@127.0.0.1:{free_tcp_port()}/%2F"
+    check = health.broker(closed, 1.0)
+    assert not check.ok and check.detail.startswith("unreachable (") and "secret-pw" not in check.detail
+    assert health.broker("", 1.0) == health.Check(True, "in-process")
