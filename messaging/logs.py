@@ -12,7 +12,7 @@ from messaging import context
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s%(request_suffix)s"
 # LogRecord's own attributes: everything else on a record came from ``extra=`` and goes into the JSON.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id", "request_suffix"}
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id", "request_suffix", "color_message"}
 
 
 class RequestIdFilter(logging.Filter):
