@@ -175,16 +175,16 @@ def deliveries_list(
 def deliveries_requeue(
     ids: Annotated[list[int] | None, typer.Option("--id", help="A delivery id (repeatable).")] = None,
     every: Annotated[bool, typer.Option("--all", help="Every delivery in the chosen statuses.")] = False,
-    status: Annotated[list[str] | None, typer.Option("--status", help="DEAD (default) and/or UNKNOWN.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="DEAD (default), FAILED and/or UNKNOWN.")] = None,
 ) -> None:
-    """Send DEAD (or UNKNOWN) deliveries again: attempts restart, the address is read afresh."""
+    """Send FAILED, DEAD or UNKNOWN deliveries again now: attempts restart, the address is read afresh."""
     from messaging import deliveries
     from messaging.db import make_engine, make_sessionmaker
 
     if bool(ids) == every:
         typer.echo("herald: give --id N (repeatable) or --all", err=True)
         raise typer.Exit(2)
-    statuses = [s.upper() for s in status or ["DEAD"]]
+    statuses = [s.upper() for s in status or (["DEAD"] if every else sorted(deliveries.RETRYABLE))]
     with make_sessionmaker(make_engine(_settings().database_url))() as session:
         try:
             count = deliveries.requeue(session, ids=ids or None, every=every, statuses=statuses)
@@ -193,6 +193,9 @@ def deliveries_requeue(
             raise typer.Exit(2) from None
         session.commit()
     typer.echo(f"{count} deliveries requeued")
+    if ids and count < len(set(ids)):
+        typer.echo(f"herald: {len(set(ids)) - count} of the named deliveries are not {', '.join(statuses)}", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -89,22 +89,49 @@ _RECORD = (
 
 
 # PostgreSQL: the whole batch in one statement, its columns as arrays: one execution instead of
-# one per row, and no per-row parameter processing in SQLAlchemy. The same guard as _RECORD.
+# one per row, and no per-row parameter processing in SQLAlchemy. The same guard as _RECORD; the
+# rows it moved (RETURNING) become their attempts' history in the same statement. A released claim
+# never reached the provider: no attempt. The upsert lets a real outcome replace the sweeper's
+# UNKNOWN verdict on the same claim.
+_ATTEMPT_UPSERT = """
+    ON CONFLICT (delivery_id, claimed_at) DO UPDATE SET
+        finished_at = EXCLUDED.finished_at, outcome = EXCLUDED.outcome, error_code = EXCLUDED.error_code,
+        provider_answer = EXCLUDED.provider_answer, provider_id = EXCLUDED.provider_id
+"""
 _RECORD_PG = text(
     f"""
-    UPDATE deliveries AS d SET
-        status = v.status, attempts = d.attempts + v.delta, next_attempt_at = v.next_at,
-        last_error_code = coalesce(v.code, d.last_error_code), last_error = coalesce(v.reason, d.last_error),
-        provider_id = coalesce(v.provider_id, d.provider_id), sent_at = coalesce(v.sent_at, d.sent_at),
-        enqueued_at = NULL, updated = :now
-    FROM unnest(
-        CAST(:ids AS BIGINT[]), CAST(:claimed AS TIMESTAMP[]), CAST(:statuses AS VARCHAR[]), CAST(:deltas AS INTEGER[]),
-        CAST(:next AS TIMESTAMP[]), CAST(:codes AS VARCHAR[]), CAST(:reasons AS TEXT[]),
-        CAST(:provider_ids AS VARCHAR[]), CAST(:sent AS TIMESTAMP[])
-    ) AS v(id, claimed_at, status, delta, next_at, code, reason, provider_id, sent_at)
-    WHERE d.id = v.id AND d.claimed_at = v.claimed_at AND d.status IN {sql_in(RECORDABLE)}
+    WITH v AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS BIGINT[]), CAST(:claimed AS TIMESTAMP[]), CAST(:statuses AS VARCHAR[]),
+            CAST(:deltas AS INTEGER[]), CAST(:next AS TIMESTAMP[]), CAST(:codes AS VARCHAR[]),
+            CAST(:reasons AS TEXT[]), CAST(:provider_ids AS VARCHAR[]), CAST(:sent AS TIMESTAMP[])
+        ) AS v(id, claimed_at, status, delta, next_at, code, reason, provider_id, sent_at)
+    ), moved AS (
+        UPDATE deliveries AS d SET
+            status = v.status, attempts = d.attempts + v.delta, next_attempt_at = v.next_at,
+            last_error_code = coalesce(v.code, d.last_error_code), last_error = coalesce(v.reason, d.last_error),
+            provider_id = coalesce(v.provider_id, d.provider_id), sent_at = coalesce(v.sent_at, d.sent_at),
+            enqueued_at = NULL, updated = :now
+        FROM v
+        WHERE d.id = v.id AND d.claimed_at = v.claimed_at AND d.status IN {sql_in(RECORDABLE)}
+        RETURNING d.id, d.attempts, d.claimed_at, v.delta, v.status, v.code, v.reason, v.provider_id
+    )
+    INSERT INTO delivery_attempts
+        (delivery_id, attempt, claimed_at, finished_at, outcome, error_code, provider_answer, provider_id)
+    SELECT id, attempts, claimed_at, :now, status, code, reason, provider_id FROM moved WHERE delta = 0
+    {_ATTEMPT_UPSERT}
     """,  # noqa: S608 (constants from states.py, checked by sql_in)
 )
+# Elsewhere (SQLite), after _RECORD's executemany: the history of the rows it moved, one executemany.
+_ATTEMPTS = text(
+    f"""
+    INSERT INTO delivery_attempts
+        (delivery_id, attempt, claimed_at, finished_at, outcome, error_code, provider_answer, provider_id)
+    SELECT id, attempts, claimed_at, :b_now, status, :b_code, :b_reason, :b_provider_id FROM deliveries
+    WHERE id = :b_id AND claimed_at = :b_claimed_at AND status = :b_status AND :b_attempts_delta = 0
+    {_ATTEMPT_UPSERT}
+    """  # noqa: S608 (no input in the text)
+).bindparams(bindparam("b_now", type_=DateTime), bindparam("b_claimed_at", type_=DateTime))
 _RECORD_COLUMNS = {
     "ids": "b_id", "claimed": "b_claimed_at", "statuses": "b_status", "deltas": "b_attempts_delta",
     "next": "b_next", "codes": "b_code", "reasons": "b_reason", "provider_ids": "b_provider_id", "sent": "b_sent_at",
@@ -112,7 +139,7 @@ _RECORD_COLUMNS = {
 
 
 def record(engine: Engine, outcomes: Sequence[Outcome], policy: RetryPolicy, *, rng: random.Random | None = None) -> None:
-    """Write a batch of outcomes in one transaction (one statement on PostgreSQL, else one executemany)."""
+    """Write a batch of outcomes and their attempts in one transaction (one statement on PostgreSQL, else two executemany)."""
     if not outcomes:
         return
     now = utcnow()
@@ -127,6 +154,7 @@ def record(engine: Engine, outcomes: Sequence[Outcome], policy: RetryPolicy, *, 
             conn.execute(_RECORD_PG, {**arrays, "now": now})
         else:
             conn.execute(_RECORD, params)
+            conn.execute(_ATTEMPTS, params)
 
 
 def _params(o: Outcome, policy: RetryPolicy, now: datetime, rng: random.Random | None) -> dict[str, Any]:

@@ -10,12 +10,17 @@ from collections.abc import Collection, Sequence
 from datetime import timedelta
 
 from sqlalchemy import Engine, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from messaging.deliveries.states import ATTEMPTS, DUE, SENDING, UNKNOWN, sql_in
 from messaging.deliveries.states import DELIVERIES as _T
-from messaging.deliveries.states import DUE, SENDING, UNKNOWN, sql_in
 from messaging.models import utcnow
 
 LEASE_EXPIRED = "lease-expired"
+_LEASE_EXPIRED_TEXT = (
+    "the worker stopped while sending (its lease expired): the provider may have the message; "
+    "re-drive it if it did not arrive"
+)
 
 # PostgreSQL: one statement, one round trip. The due rows are picked and locked (SKIP LOCKED, so
 # several relays share the work) in an ARRAY(...) init plan and updated by primary key; the
@@ -66,18 +71,27 @@ def release(engine: Engine, ids: Sequence[int]) -> None:
 
 
 def expire_leases(engine: Engine) -> int:
-    """Mark SENDING rows whose lease ran out UNKNOWN (their worker died mid-send); return how many."""
+    """Mark SENDING rows whose lease ran out UNKNOWN (their worker died mid-send), with an attempt each; return how many."""
     now = utcnow()
     with engine.begin() as conn:
-        result = conn.execute(
+        expired = conn.execute(
             update(_T)
             .where(_T.c.status == SENDING, _T.c.next_attempt_at < now)
             .values(
                 status=UNKNOWN,
                 last_error_code=LEASE_EXPIRED,
-                last_error="the worker stopped while sending (its lease expired): the provider may have the "
-                "message; re-drive it if it did not arrive",
+                last_error=_LEASE_EXPIRED_TEXT,
                 updated=now,
             )
-        )
-        return result.rowcount or 0
+            .returning(_T.c.id, _T.c.attempts, _T.c.claimed_at)
+        ).all()
+        history = [
+            {"delivery_id": row.id, "attempt": row.attempts, "claimed_at": row.claimed_at, "finished_at": now,
+             "outcome": UNKNOWN, "error_code": LEASE_EXPIRED, "provider_answer": _LEASE_EXPIRED_TEXT}
+            for row in expired
+            if row.claimed_at is not None
+        ]  # fmt: skip
+        if history:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(dialect.insert(ATTEMPTS).on_conflict_do_nothing(), history)
+        return len(expired)

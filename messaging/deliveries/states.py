@@ -12,7 +12,7 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from messaging.models import Delivery, DeliveryStatus, User
+from messaging.models import Delivery, DeliveryAttempt, DeliveryStatus, User
 
 EMAIL, SMS = "email", "sms"
 CHANNELS = (EMAIL, SMS)
@@ -25,13 +25,16 @@ FAILED = DeliveryStatus.FAILED.value
 DEAD = DeliveryStatus.DEAD.value
 UNKNOWN = DeliveryStatus.UNKNOWN.value
 SKIPPED = DeliveryStatus.SKIPPED.value
+DISCARDED = DeliveryStatus.DISCARDED.value
 
 DUE = (QUEUED, FAILED)  # what a claim may take once next_attempt_at has passed
 RECORDABLE = (SENDING, UNKNOWN)  # where an outcome may land: UNKNOWN yields to the real outcome
-REQUEUEABLE = frozenset({DEAD, UNKNOWN})  # what `requeue` re-drives (kept for older callers)
+RETRYABLE = frozenset({FAILED, DEAD, UNKNOWN})  # what "retry now" and "discard" act on
+REQUEUEABLE = RETRYABLE  # the older name, kept for callers of `requeue`
 STATUSES = frozenset(s.value for s in DeliveryStatus)
 
 DELIVERIES = cast(Table, Delivery.__table__)
+ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
 USERS = cast(Table, User.__table__)
 
 
