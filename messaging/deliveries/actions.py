@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -36,12 +36,9 @@ def _values(action: str) -> dict[str, Any]:
     now = utcnow()
     if action == DISCARD:
         return {"status": DISCARDED, "enqueued_at": None, "updated": now}
-    # The address is read afresh: fixing a user's email or phone number and retrying is the remedy.
-    current = (
-        select(case((_T.c.channel == EMAIL, USERS.c.email), else_=USERS.c.phone_number))
-        .where(USERS.c.id == _T.c.user_id)
-        .scalar_subquery()
-    )
+    # The address is read afresh (UPDATE ... FROM users): fixing a user's email or phone number and
+    # retrying is the remedy for an invalid address.
+    current = case((_T.c.channel == EMAIL, USERS.c.email), else_=USERS.c.phone_number)
     return {
         "status": QUEUED, "attempts": 0, "next_attempt_at": now, "enqueued_at": None, "claimed_at": None,
         "provider_id": None, "provider_status": None, "sent_at": None,
@@ -79,7 +76,10 @@ def act(
     else:
         target = _T.c.id.in_(chosen.scalar_subquery())
     # The status guard again: a row a worker moved since the SELECT is left alone.
-    result = db.execute(update(_T).where(target, _T.c.status.in_(sorted(wanted))).values(**_values(action)))
+    statement = update(_T).where(target, _T.c.status.in_(sorted(wanted)))
+    if action == RETRY:
+        statement = statement.where(USERS.c.id == _T.c.user_id)
+    result = db.execute(statement.values(**_values(action)))
     return Batch(int(getattr(result, "rowcount", 0) or 0), lowest)
 
 

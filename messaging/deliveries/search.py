@@ -71,8 +71,13 @@ class DeliveryQuery:
         if self.error_codes:
             terms.append(_T.c.last_error_code.in_(self.error_codes))
         if self.recipient:
+            # Resolved to user ids first, so the (user_id, id) index serves it; an address matches the
+            # user's current email or phone number (a delivery copies it when created or retried).
             who = self.recipient.strip()
-            terms.append(or_(_RECIPIENT.c.uid == who, _RECIPIENT.c.username == who, _T.c.address == who))
+            users = select(USERS.c.id).where(
+                or_(USERS.c.uid == who, USERS.c.username == who, USERS.c.email == who, USERS.c.phone_number == who)
+            )
+            terms.append(_T.c.user_id.in_(users))
         if self.user_uids:
             terms.append(_RECIPIENT.c.uid.in_(self.user_uids))
         if self.conversation_uids:
