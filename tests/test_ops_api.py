@@ -13,7 +13,8 @@ from sqlalchemy import Engine, insert, select, update
 
 from messaging.models import Conversation, Delivery, Message, User, utcnow
 from messaging.ops.broker import queue_depths
-from tests.conftest import RABBITMQ_URL, REDIS_URL, LiveServer
+from tests.conftest import RABBITMQ_URL, REDIS_URL, LiveServer, wait_until
+from tests.support.deliveries import ANA, broker_fleet
 
 
 def seed_deliveries(engine: Engine) -> dict[str, int]:
@@ -120,3 +121,26 @@ def test_queue_depth_is_read_from_the_broker_itself(kind: str) -> None:
             for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
                 channel.queue_delete(name)
         broker.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_with_workers_stopped_the_overview_shows_the_waiting_outbox_and_the_brokers_queues_then_the_drain(
+    kind: str, delivery_db: tuple[str, Engine], redis_namespace: str
+) -> None:
+    url, engine = delivery_db
+    broker_url = REDIS_URL if kind == "redis" else RABBITMQ_URL
+    with broker_fleet(url, engine, broker_url, redis_namespace) as fleet, fleet.client() as admin:
+        for _ in range(3):
+            assert admin.post("/api/messageConversations", json={
+                "subject": "Stock", "text": "Low", "users": [{"id": ANA}]}).status_code == 201  # fmt: skip
+        overview = admin.get("/api/ops/overview").json()
+        assert overview["broker"] == kind
+        outbox = next(q for q in overview["queues"] if q["queue"] == "outbox")
+        assert outbox["waiting"] + outbox["inProgress"] == 3 and outbox["oldestWaitingAgeS"] is not None
+        assert all("broker" in q and "error" not in q["broker"] for q in overview["queues"])
+        fleet.start_worker(threads=2)
+        wait_until(lambda: next(q for q in admin.get("/api/ops/overview").json()["queues"] if q["queue"] == "outbox")
+                   ["waiting"] == 0, timeout_s=30, what="the outbox drained")  # fmt: skip
