@@ -144,3 +144,31 @@ def test_with_workers_stopped_the_overview_shows_the_waiting_outbox_and_the_brok
         fleet.start_worker(threads=2)
         wait_until(lambda: next(q for q in admin.get("/api/ops/overview").json()["queues"] if q["queue"] == "outbox")
                    ["waiting"] == 0, timeout_s=30, what="the outbox drained")  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_a_fan_out_handed_to_a_worker_and_not_done_shows_expanded_x_of_y(delivery_db: tuple[str, Engine]) -> None:
+    from sqlalchemy import func
+
+    from messaging import conversations
+    from messaging.db import make_sessionmaker
+    from messaging.demo import ADMIN
+    from messaging.directory import principal_for, user_by_uid
+    from messaging.models import OutboxEvent
+    from messaging.ops import overview
+    from tests.support.deliveries import BEN, MIA
+
+    _, engine = delivery_db
+    with make_sessionmaker(engine)() as session:
+        admin = user_by_uid(session, ADMIN)
+        assert admin is not None
+        conversations.send_private_message(
+            session, sender=principal_for(session, admin), subject="Big one", text="Hello",
+            refs=conversations.RecipientRefs(users=[ANA, BEN, MIA]),
+        )  # fmt: skip
+        event_id = session.scalar(select(func.max(OutboxEvent.id)))
+        session.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(enqueued_at=utcnow()))
+        session.commit()
+        (found,) = overview.fanouts(session)
+    # The request wrote the rows of the users it names (DECISIONS #20); the audience adds the sender.
+    assert (found.subject, found.audience) == ("Big one", 4) and 1 <= found.expanded <= 4
