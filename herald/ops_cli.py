@@ -196,6 +196,17 @@ def register(app: typer.Typer, deliveries_app: typer.Typer, settings_of: Callabl
             typer.echo(json.dumps({"total": total, "deliveries": views,
                                    "next": {"before": rows[-1].id} if len(rows) == limit else None}))  # fmt: skip
             return
+        console = Console()
+        if not console.is_terminal:  # piped or captured: one plain line per row, whole, for grep and scripts
+            typer.echo(f"{len(rows)} of {total} deliveries")
+            for row in rows:
+                waiting = row.status in ("QUEUED", "FAILED")
+                error = f"  {row.last_error_code}: {row.last_error}" if row.last_error_code else ""
+                typer.echo(f"{row.id:>8} {row.channel:6} {row.status:10} {row.username} <{row.address or '-'}> "
+                           f"attempts={row.attempts} next={_ago(now, row.next_attempt_at) if waiting else '-'}{error}")  # fmt: skip
+            if len(rows) == limit:
+                typer.echo(f"next page: --before {rows[-1].id}")
+            return
         table = Table(title=f"{len(rows)} of {total} deliveries")
         for column in ("id", "channel", "status", "recipient", "attempts", "next attempt", "last error"):
             table.add_column(column, justify="right" if column in ("id", "attempts") else "left", overflow="fold")
@@ -204,7 +215,7 @@ def register(app: typer.Typer, deliveries_app: typer.Typer, settings_of: Callabl
             error = f"{row.last_error_code}: {row.last_error}" if row.last_error_code else ""
             table.add_row(str(row.id), row.channel, row.status, f"{row.username} <{row.address or '-'}>",
                           str(row.attempts), _ago(now, row.next_attempt_at) if waiting else "-", error)  # fmt: skip
-        Console().print(table)
+        console.print(table)
         if len(rows) == limit:
             typer.echo(f"next page: --before {rows[-1].id}")
 
