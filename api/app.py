@@ -23,6 +23,7 @@ from api.request_id import RequestIdMiddleware
 from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
 from api.routers import deliveries as delivery_routes
 from api.routers import observability as observability_routes
+from api.routers import ops as ops_routes
 from api.routers import ops_workers as ops_worker_routes
 from api.routers import tickets as ticket_routes
 from messaging.attachments import MAX_ATTACHMENT_BYTES
@@ -71,7 +72,7 @@ def create_app(
     # message_conversations' /{uid} and /{uid}/{user}; shell and auth claim /dhis-web-commons* before apps.
     for module in (
         ticket_routes, file_resources, message_conversations, directory, settings, metadata, system, auth, shell, apps,
-        delivery_routes, observability_routes, ops_worker_routes,
+        delivery_routes, ops_routes, observability_routes, ops_worker_routes,
     ):
         app.include_router(module.router)
     _install_error_handlers(app)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from herald import ops_cli
 from messaging.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="Herald: DHIS2 messageConversations API and notification delivery workers.", no_args_is_help=True)
@@ -16,7 +17,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 apps_app = typer.Typer(help="DHIS2 web apps served by Herald (HERALD_APPS_DIR).", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
-deliveries_app = typer.Typer(help="Email and SMS deliveries: list them, re-drive dead ones.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="Email and SMS deliveries: list, retry now, discard.", no_args_is_help=True)
 app.add_typer(deliveries_app, name="deliveries")
 log = logging.getLogger("herald")
 
@@ -110,6 +111,9 @@ def db_upgrade() -> None:
 @app.command("import")
 def import_file(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
     """Import DHIS2 metadata from a JSON file (same as POST /api/metadata)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from messaging.db import make_engine, make_sessionmaker
     from messaging.metadata import MetadataError, import_metadata
     from messaging.migrate import upgrade
@@ -122,17 +126,25 @@ def import_file(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False
         raise typer.Exit(1) from None
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    with make_sessionmaker(engine)() as session:
+    body = payload if isinstance(payload, dict) else {}
+    users = body.get("users")
+    with_password = sum(1 for u in users if isinstance(u, dict) and u.get("password")) if isinstance(users, list) else 0
+    columns = (TextColumn("hashing passwords"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with make_sessionmaker(engine)() as session, Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("hashing", total=with_password)
         try:
-            report = import_metadata(session, payload if isinstance(payload, dict) else {})
+            report = import_metadata(session, body, progress=lambda n: progress.advance(task, n))
         except MetadataError as exc:
             typer.echo(f"herald: {exc}", err=True)
             raise typer.Exit(1) from None
+        progress.update(task, description="writing")
         typer.echo(json.dumps(report.as_response(), indent=2))
         if not report.ok:
             session.rollback()
+            engine.dispose()
             raise typer.Exit(1)
         session.commit()
+    engine.dispose()
 
 
 @apps_app.command("install")
@@ -150,51 +162,37 @@ def apps_install(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     typer.echo(f"installed {installed.name} {installed.version} at {installed.launch_path} ({installed.path})")
 
 
-@deliveries_app.command("list")
-def deliveries_list(
-    status: Annotated[list[str] | None, typer.Option("--status", help="Only this status (repeatable).")] = None,
-    channel: Annotated[str | None, typer.Option(help="Only this channel: email or sms.")] = None,
-    limit: Annotated[int, typer.Option(help="Rows to show, newest first.")] = 20,
-) -> None:
-    """Count deliveries by channel and status, and show the newest (with their last error)."""
-    from messaging import deliveries
-    from messaging.db import make_engine, make_sessionmaker
-
-    statuses = [s.upper() for s in status or []]
-    with make_sessionmaker(make_engine(_settings().database_url))() as session:
-        for (name, state), count in sorted(deliveries.counts(session).items()):
-            typer.echo(f"{name:6} {state:10} {count}")
-        total, rows = deliveries.list_deliveries(session, statuses=statuses, channel=channel, limit=limit)
-    if rows:
-        typer.echo(f"\n{len(rows)} of {total}:")
-    for row in rows:
-        error = f"  {row.last_error_code}: {row.last_error}" if row.last_error_code else ""
-        typer.echo(f"{row.id:>8} {row.channel:6} {row.status:10} {row.username} <{row.address or '-'}> "
-                   f"attempts={row.attempts}{error}")
-
-
 @deliveries_app.command("requeue")
 def deliveries_requeue(
     ids: Annotated[list[int] | None, typer.Option("--id", help="A delivery id (repeatable).")] = None,
     every: Annotated[bool, typer.Option("--all", help="Every delivery in the chosen statuses.")] = False,
-    status: Annotated[list[str] | None, typer.Option("--status", help="DEAD (default) and/or UNKNOWN.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="DEAD (default), FAILED and/or UNKNOWN.")] = None,
 ) -> None:
-    """Send DEAD (or UNKNOWN) deliveries again: attempts restart, the address is read afresh."""
+    """Send FAILED, DEAD or UNKNOWN deliveries again now: attempts restart, the address is read afresh."""
     from messaging import deliveries
     from messaging.db import make_engine, make_sessionmaker
 
     if bool(ids) == every:
         typer.echo("herald: give --id N (repeatable) or --all", err=True)
         raise typer.Exit(2)
-    statuses = [s.upper() for s in status or ["DEAD"]]
-    with make_sessionmaker(make_engine(_settings().database_url))() as session:
+    statuses = [s.upper() for s in status or (["DEAD"] if every else sorted(deliveries.RETRYABLE))]
+    engine = make_engine(_settings().database_url)
+    with make_sessionmaker(engine)() as session:
         try:
             count = deliveries.requeue(session, ids=ids or None, every=every, statuses=statuses)
         except ValueError as exc:
             typer.echo(f"herald: {exc}", err=True)
             raise typer.Exit(2) from None
-        session.commit()
+        finally:
+            session.commit()
+            engine.dispose()
     typer.echo(f"{count} deliveries requeued")
+    if ids and count < len(set(ids)):
+        typer.echo(f"herald: {len(set(ids)) - count} of the named deliveries are not {', '.join(statuses)}", err=True)
+        raise typer.Exit(1)
+
+
+ops_cli.register(app, deliveries_app, lambda: _settings())
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from messaging.models import (
     UserRole,
     UserRoleMember,
 )
-from messaging.passwords import hash_password
+from messaging.passwords import hash_passwords
 
 KLASS = {
     "organisationUnits": "org.hisp.dhis.organisationunit.OrganisationUnit",
@@ -123,6 +123,7 @@ def _refs(value: Any) -> list[Any] | None:
 class _Importer:
     def __init__(self, session: Session, payload: Mapping[str, Any]) -> None:
         self.session, self.payload, self.report = session, payload, ImportReport()
+        self.progress: Callable[[int], None] | None = None
         self.known: dict[str, set[str]] = {key: set() for key in ORDER}
         self.usernames: dict[str, int] = {}  # username -> index of the payload user claiming it
         for key in ORDER:
@@ -256,8 +257,10 @@ class _Importer:
             role.name = item["name"]
             role.authorities = list(item.get("authorities", []))
         self.session.flush()
-        for raw in self.payload.get("users", []):
-            self._write_user(self._user_fields(raw))
+        users = [self._user_fields(raw) for raw in self.payload.get("users", [])]
+        hashes = iter(hash_passwords([u["password"] for u in users if u.get("password")], progress=self.progress))
+        for item in users:
+            self._write_user(item, next(hashes) if item.get("password") else None)
         for item in self.payload.get("userGroups", []):
             group = self._upsert(UserGroup, "userGroups", item)
             group.name = item["name"]
@@ -269,7 +272,7 @@ class _Importer:
                     self.session.add(UserGroupMember(group_id=group.id, user_id=user_id))
         self.session.flush()
 
-    def _write_user(self, item: dict[str, Any]) -> None:
+    def _write_user(self, item: dict[str, Any], password_hash: str | None) -> None:
         user = self._existing_user(item)
         if user is None:
             user = User(uid=item["id"] if is_uid(item.get("id")) else new_uid(), username=item["username"])
@@ -287,8 +290,8 @@ class _Importer:
             user.disabled = bool(item["disabled"])
         if isinstance(item.get("username"), str):
             user.username = item["username"]
-        if item.get("password"):
-            user.password_hash = hash_password(item["password"])
+        if password_hash is not None:
+            user.password_hash = password_hash
         self.session.flush()
         for prop, model, link, column in (
             ("organisationUnits", OrganisationUnit, UserOrgUnit, "org_unit_id"),
@@ -314,9 +317,15 @@ def _depth(unit: Mapping[str, Any], payload: Mapping[str, Any]) -> int:
     return depth
 
 
-def import_metadata(session: Session, payload: Mapping[str, Any]) -> ImportReport:
-    """Validate every object, then create or update them all. No commit; nothing staged on error."""
+def import_metadata(
+    session: Session, payload: Mapping[str, Any], *, progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    """Validate every object, then create or update them all. No commit; nothing staged on error.
+
+    Passwords are hashed in parallel; ``progress(n)`` is called as n more users' passwords are done.
+    """
     importer = _Importer(session, payload)
+    importer.progress = progress
     importer.validate()
     if importer.report.ok:
         importer.write()

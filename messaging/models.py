@@ -87,6 +87,7 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "DEAD"
     SKIPPED = "SKIPPED"
     UNKNOWN = "UNKNOWN"  # the provider may have it; not resent blindly
+    DISCARDED = "DISCARDED"  # an operator gave up on it: final, never sent
 
 
 class Timestamped:
@@ -320,12 +321,30 @@ class Delivery(Base):
             postgresql_where=text("status IN ('QUEUED', 'FAILED', 'SENDING')"),
             sqlite_where=text("status IN ('QUEUED', 'FAILED', 'SENDING')"),
         ),
-        # Operators look for what needs attention; SENT rows (most of them) stay out of this index.
+        # Operators look for what needs attention, newest first (keyset on id), by status, error code
+        # or recipient; SENT rows (most of them) stay out of the status index and are found by walking
+        # the primary key backwards.
         Index(
-            "ix_deliveries_attention",
+            "ix_deliveries_attention_id",
             "status",
-            postgresql_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN')"),
-            sqlite_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN')"),
+            "id",
+            postgresql_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN', 'DISCARDED', 'SKIPPED')"),
+            sqlite_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN', 'DISCARDED', 'SKIPPED')"),
+        ),
+        Index(
+            "ix_deliveries_error_code_id",
+            "last_error_code",
+            "id",
+            postgresql_where=text("last_error_code IS NOT NULL"),
+            sqlite_where=text("last_error_code IS NOT NULL"),
+        ),
+        Index("ix_deliveries_user_id_id", "user_id", "id"),
+        # Throughput and trigger-to-sent latency over the last hours.
+        Index(
+            "ix_deliveries_sent_at",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
         ),
         # Twilio's status callbacks find an SMS by its SID.
         Index(
@@ -344,7 +363,7 @@ class Delivery(Base):
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))  # indexed with id: ix_deliveries_user_id_id
     channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED.value)
     address: Mapped[str | None] = mapped_column(String(255))
@@ -398,3 +417,19 @@ class WorkerHeartbeat(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     last_seen: Mapped[datetime] = mapped_column(DateTime, index=True)
     current: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # the jobs under way: queue, actor, messageId, since
+
+class DeliveryAttempt(Base):
+    """One attempt of a delivery: when it was claimed and ended, how, and what the provider answered."""
+
+    __tablename__ = "delivery_attempts"
+    # One row per claim: the recorder's upsert key, and the delivery's history in order.
+    __table_args__ = (UniqueConstraint("delivery_id", "claimed_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(BigId, ForeignKey("deliveries.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime] = mapped_column(DateTime)
+    outcome: Mapped[str] = mapped_column(String(16))  # the status the attempt left: SENT, FAILED, DEAD, UNKNOWN, SKIPPED
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    provider_answer: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(64))

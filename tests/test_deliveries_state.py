@@ -171,7 +171,7 @@ def test_a_sent_row_is_never_claimed_again_nor_requeued(delivery_db: tuple[str, 
         sent = settled(engine, conversation, count=1)["ana"]
         assert deliveries.claim(engine, "email", [sent.id], lease_s=60) == []
         refused = live.client().post(f"/api/deliveries/{sent.id}/requeue")
-    assert refused.status_code == 409 and "only DEAD and UNKNOWN" in refused.json()["message"]
+    assert refused.status_code == 409 and "only FAILED, DEAD and UNKNOWN" in refused.json()["message"]
     assert status_of(engine, [sent.id]) == {sent.id: ("SENT", 1)}
     assert len(smtp_sink.messages) == 1
 

@@ -9,13 +9,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import fields
 from api.bodies import parse_json
+from api.delivery_query import SEARCH_KEYS, delivery_id, delivery_ids, from_request, known_parameters, order_from
 from api.deps import Ctx, CtxDep, state_of
-from api.params import multi, pager, paging
+from api.params import pager, paging
 from api.render import base_url, respond, respond_message
 from channels.sms_status import valid_signature
 from messaging import deliveries
-from messaging.deliveries import DeliveryView
+from messaging.deliveries import AttemptView, DeliveryView
 from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
 from messaging.models import Delivery, DeliveryStatus
 
@@ -70,28 +72,55 @@ def present(view: DeliveryView) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value is not None}
 
 
+def present_attempt(attempt: AttemptView) -> dict[str, Any]:
+    """One attempt of a delivery as the API shows it."""
+    body = {
+        "attempt": attempt.attempt,
+        "claimedAt": attempt.claimed_at,
+        "finishedAt": attempt.finished_at,
+        "outcome": attempt.outcome,
+        "errorCode": attempt.error_code,
+        "providerAnswer": attempt.provider_answer,
+        "providerId": attempt.provider_id,
+    }
+    return {key: value for key, value in body.items() if value is not None}
+
+
+LIST_PARAMS = ("fields", "filter", "order", "rootJunction", "page", "pageSize", "paging", *SEARCH_KEYS)
+
+
 @router.get("/deliveries")
 def list_deliveries(ctx: CtxDep) -> Response:
-    """Deliveries newest first; ``status`` (repeatable or comma-separated) and ``channel`` filter."""
+    """Deliveries newest first, with DHIS2's fields, filter, order and paging, and the search keys."""
     _require_all(ctx)
-    statuses = _statuses(multi(ctx.request, "status"), STATUSES)
-    channel = ctx.request.query_params.get("channel") or None
-    if channel is not None and channel not in deliveries.CHANNELS:
-        raise BadRequest(f"Value '{channel}' is not valid for parameter channel: expected email or sms.")
-    page = paging(ctx.request)
+    request = ctx.request
+    known_parameters(request, LIST_PARAMS)
+    query = from_request(request)
+    order = order_from(request)
+    try:
+        spec = fields.parse_fields(request.query_params.getlist("fields"), "*")
+    except fields.FieldsError as exc:
+        raise BadRequest(str(exc)) from None
+    page = paging(request)
     offset, limit = ((page.page - 1) * page.page_size, page.page_size) if page.enabled else (0, 100_000)
-    total, rows = deliveries.list_deliveries(ctx.session, statuses=statuses, channel=channel, offset=offset, limit=limit)
-    body: dict[str, Any] = {"deliveries": [present(row) for row in rows]}
+    rows = deliveries.page(ctx.session, query, limit=limit, offset=offset, order=order)
+    items = [present(row) for row in rows]
+    if "attemptHistory" in {f.name for f in spec.fields}:  # only when asked: one more query per page
+        history = deliveries.attempts_of(ctx.session, [row.id for row in rows])
+        for item in items:
+            item["attemptHistory"] = [present_attempt(a) for a in history[item["id"]]]
+    body: dict[str, Any] = {"deliveries": fields.render_many(items, spec)}
     if page.enabled:
-        body = {"pager": pager(ctx.request, page, total, base=base_url(ctx.request, ctx.settings.base_url)), **body}
-    return respond(ctx.request, body, xml_root="deliveries")
+        total = deliveries.count(ctx.session, query)
+        body = {"pager": pager(request, page, total, base=base_url(request, ctx.settings.base_url)), **body}
+    return respond(request, body, xml_root="deliveries")
 
 
 @router.post("/deliveries/requeue")
 def requeue_deliveries(ctx: CtxDep, raw: Body) -> Response:
-    """Re-drive a selection (``{"ids": [...]}``) or all (``{"all": true}``) DEAD deliveries.
+    """Re-drive a selection (``{"ids": [...]}``) or all (``{"all": true}``) DEAD deliveries now.
 
-    ``"statuses": ["DEAD", "UNKNOWN"]`` widens it to deliveries whose outcome is unknown.
+    ``"statuses": ["FAILED", "DEAD", "UNKNOWN"]`` widens it to failed and unknown ones.
     """
     _require_all(ctx)
     body = parse_json(raw, BadRequest) if raw.strip() else {}
@@ -99,14 +128,10 @@ def requeue_deliveries(ctx: CtxDep, raw: Body) -> Response:
         raise BadRequest("Expected a JSON object with 'ids' or 'all'.")
     raw_statuses = body.get("statuses", [DeliveryStatus.DEAD.value])
     if not isinstance(raw_statuses, list) or not all(isinstance(s, str) for s in raw_statuses):
-        raise BadRequest("'statuses' must be a list of DEAD and UNKNOWN.")
-    statuses = _statuses(raw_statuses, deliveries.REQUEUEABLE)
-    ids = body.get("ids")
+        raise BadRequest("'statuses' must be a list of FAILED, DEAD and UNKNOWN.")
+    statuses = _statuses(raw_statuses, deliveries.RETRYABLE)
     every = body.get("all") is True
-    if ids is not None and (
-        not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
-    ):
-        raise BadRequest("'ids' must be a list of delivery ids (numbers).")
+    ids = delivery_ids(body["ids"]) if body.get("ids") is not None else None
     if ids is not None and every:
         raise BadRequest("Give either 'ids' or 'all': true, not both.")
     if ids is None and not every:
@@ -116,16 +141,17 @@ def requeue_deliveries(ctx: CtxDep, raw: Body) -> Response:
     return respond_message(ctx.request, 200, f"{count} deliveries requeued", response={"requeued": count})
 
 
-@router.post("/deliveries/{delivery_id}/requeue")
-def requeue_delivery(ctx: CtxDep, delivery_id: int) -> Response:
-    """Re-drive one DEAD or UNKNOWN delivery."""
+@router.post("/deliveries/{raw_id}/requeue")
+def requeue_delivery(ctx: CtxDep, raw_id: str) -> Response:
+    """Re-drive one FAILED, DEAD or UNKNOWN delivery now."""
     _require_all(ctx)
-    row = ctx.session.get(Delivery, delivery_id)
+    ident = delivery_id(raw_id)
+    row = ctx.session.get(Delivery, ident)
     if row is None:
-        raise NotFound(f"Delivery does not exist: {delivery_id}")
-    if row.status not in deliveries.REQUEUEABLE:
-        raise Conflict(f"Delivery {delivery_id} is {row.status}; only DEAD and UNKNOWN deliveries can be requeued.")
-    count = deliveries.requeue(ctx.session, ids=[delivery_id], statuses=deliveries.REQUEUEABLE)
+        raise NotFound(f"Delivery does not exist: {ident}")
+    if row.status not in deliveries.RETRYABLE:
+        raise Conflict(f"Delivery {ident} is {row.status}; only FAILED, DEAD and UNKNOWN deliveries can be requeued.")
+    count = deliveries.requeue(ctx.session, ids=[ident], statuses=deliveries.RETRYABLE)
     ctx.session.commit()
     return respond_message(ctx.request, 200, f"{count} deliveries requeued", response={"requeued": count})
 
