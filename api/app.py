@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import sessions as web_sessions
-from api.auth import Authenticator
+from api.auth import Authenticator, login_limits
 from api.deps import HeraldState
 from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
 from api.render import respond_message
@@ -60,7 +60,7 @@ def create_app(
         settings=config,
         engine=engine,
         sessions=sessions,
-        authenticator=Authenticator(cache_s=config.auth_cache_s),
+        authenticator=Authenticator(cache_s=config.auth_cache_s, limits=login_limits(config)),
     )
     web_sessions.install(app.state.herald)
     # Order matters: tickets and file_resources claim /feedback, /attachments and /{uid}/assign before
@@ -86,7 +86,7 @@ def create_app(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HeraldError)
     async def herald_error(request: Request, exc: HeraldError) -> Response:
-        headers = None
+        headers = getattr(exc, "headers", None)
         browser = "x-requested-with" in request.headers or web_sessions.SESSION_COOKIE in request.cookies
         if isinstance(exc, Unauthorized) and not browser:
             # Browsers (the DHIS2 apps' XHR, a session's download links) must not get the native credential prompt.

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(default=12 * 3600.0, gt=0, validation_alias=_env("HERALD_SESSION_TTL_S"))
 
     # --- security: logins, uploads, trusted links (issue 8) ---
+    login_max_failures: int = Field(default=5, ge=1, le=1000, validation_alias=_env("HERALD_LOGIN_MAX_FAILURES"))
+    login_window_s: float = Field(default=900.0, gt=0, le=86400, validation_alias=_env("HERALD_LOGIN_WINDOW_S"))
+    login_max_address_failures: int = Field(
+        default=100, ge=1, le=100000, validation_alias=_env("HERALD_LOGIN_MAX_ADDRESS_FAILURES")
+    )
 
     # (spacer: keep sections apart so parallel branches merge cleanly)
 
