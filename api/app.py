@@ -21,6 +21,8 @@ from api.render import respond_message
 from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
 from api.routers import deliveries as delivery_routes
 from api.routers import tickets as ticket_routes
+from api.security_headers import SecurityHeadersMiddleware
+from api.trusted_host import TrustedHostMiddleware
 from messaging.attachments import MAX_ATTACHMENT_BYTES
 from messaging.db import make_engine, make_sessionmaker
 from messaging.errors import HeraldError, Unauthorized
@@ -80,6 +82,8 @@ def create_app(
     # Outermost first: paths are rewritten before the body limit picks its limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits=limits)
     app.add_middleware(ApiPathMiddleware)
+    app.add_middleware(TrustedHostMiddleware, settings=config)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 

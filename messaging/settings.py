@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     login_max_address_failures: int = Field(
         default=100, ge=1, le=100000, validation_alias=_env("HERALD_LOGIN_MAX_ADDRESS_FAILURES")
     )
+    allowed_hosts: str = Field(default="localhost,127.0.0.1,::1", validation_alias=_env("HERALD_ALLOWED_HOSTS"))
 
     # (spacer: keep sections apart so parallel branches merge cleanly)
 
