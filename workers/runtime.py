@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from messaging import fanout, outbox
 from messaging.db import make_engine
 from messaging.settings import Settings
-from workers import delivery
+from workers import delivery, upload_cleanup
 from workers.broker import build_broker, queue_name
 from workers.relay import Relay
 
@@ -75,6 +75,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
         batch=settings.outbox_batch,
     )
     broker.add_middleware(RelayMiddleware(relay))
+    upload_cleanup.install(settings, engine, broker)
     actors: dict[str, dramatiq.Actor[Any, Any]] = {"outbox": outbox_actor}
     if deliveries is not None:
         actors["deliver"] = deliveries.actor
