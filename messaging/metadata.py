@@ -230,6 +230,13 @@ class _Importer:
         if refusal:
             report.error(user_admin.ROLE_DENIED, refusal, "authorities")
 
+    def _authorize_userGroups(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        assert self.importer is not None
+        if "users" in item and is_uid(item.get("id")):
+            refusal = user_admin.group_change_refusal(self.session, self.importer, item["id"])
+            if refusal:
+                report.error(user_admin.UPDATE_DENIED, refusal, "users")
+
     def _authorize_users(self, raw: Mapping[str, Any], report: ObjectReport) -> None:
         assert self.importer is not None
         user = self._user_fields(raw)

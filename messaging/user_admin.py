@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from messaging.directory import Principal, authorities_of
+from messaging.directory import FEEDBACK_RECIPIENTS_KEY, MANAGE_TICKETS, Principal, authorities_of, get_system_setting
 from messaging.models import User, UserRole
 
 USER_ADD_AUTHORITY = "F_USER_ADD"
@@ -78,4 +78,14 @@ def password_refusal(importer: Principal, user: User | None) -> str | None:
     return (
         f"User `{importer.username}` is not allowed to set the password {target}: setting another user's "
         f"password requires ALL or {USER_ADD_AUTHORITY}"
+    )
+
+
+def group_change_refusal(session: Session, importer: Principal, group_uid: str) -> str | None:
+    """Why `importer` may not change the members of this group (None: it may)."""
+    if importer.has_any(MANAGE_TICKETS) or get_system_setting(session, FEEDBACK_RECIPIENTS_KEY) != group_uid:
+        return None
+    return (
+        f"User `{importer.username}` is not allowed to update object `{group_uid}`: the members of the feedback "
+        f"recipients group are ticket managers, so changing them requires ALL or {MANAGE_TICKETS}"
     )

@@ -502,6 +502,13 @@ USER_ACTIONS: dict[str, tuple[Payload, set[str], str]] = {
         {"admin"},
         "E3032",
     ),
+    "join the feedback recipients (ticket managers)": (
+        lambda who: {
+            "userGroups": [{"id": "QYrzIjSfI8z", "name": "Feedback managers", "users": [{"id": OWN_ID[who]}]}]
+        },
+        {"admin"},
+        "E3001",
+    ),
     "create a role and grant it to oneself at once": (
         lambda who: {
             "userRoles": [{"id": "newRole0001", "name": "Sneaky", "authorities": ["ALL"]}],
@@ -515,13 +522,14 @@ USER_ACTIONS: dict[str, tuple[Payload, set[str], str]] = {
 
 def user_admin_state(server: LiveServer) -> tuple[object, ...]:
     """Everything a user-management import could change: users, roles, memberships."""
-    from messaging.models import UserRole, UserRoleMember
+    from messaging.models import UserGroupMember, UserRole, UserRoleMember
 
     with server.session() as session:
         users = sorted(session.execute(select(User.uid, User.password_hash, User.first_name, User.disabled)).all())
         roles = sorted((uid, sorted(auths)) for uid, auths in session.execute(select(UserRole.uid, UserRole.authorities)))
         members = sorted(session.execute(select(UserRoleMember.user_id, UserRoleMember.role_id)).all())
-        return (users, roles, members)
+        groups = sorted(session.execute(select(UserGroupMember.group_id, UserGroupMember.user_id)).all())
+        return (users, roles, members, groups)
 
 
 @pytest.mark.parametrize("who", ["admin", "importer", "useradmin", "mobile"])
