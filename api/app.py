@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import sessions as web_sessions
-from api.auth import Authenticator
+from api.auth import Authenticator, login_limits
 from api.deps import HeraldState
 from api.metrics import HttpMetrics, MetricsMiddleware
 from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
@@ -26,6 +26,8 @@ from api.routers import observability as observability_routes
 from api.routers import ops as ops_routes
 from api.routers import ops_workers as ops_worker_routes
 from api.routers import tickets as ticket_routes
+from api.security_headers import SecurityHeadersMiddleware
+from api.trusted_host import TrustedHostMiddleware
 from messaging.attachments import MAX_ATTACHMENT_BYTES
 from messaging.db import make_engine, make_sessionmaker
 from messaging.errors import HeraldError, Unauthorized
@@ -65,7 +67,7 @@ def create_app(
         settings=config,
         engine=engine,
         sessions=sessions,
-        authenticator=Authenticator(cache_s=config.auth_cache_s),
+        authenticator=Authenticator(cache_s=config.auth_cache_s, limits=login_limits(config)),
     )
     web_sessions.install(app.state.herald)
     # Order matters: tickets and file_resources claim /feedback, /attachments and /{uid}/assign before
@@ -87,6 +89,8 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)  # innermost: sees the matched route
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits=limits)
     app.add_middleware(ApiPathMiddleware)
+    app.add_middleware(TrustedHostMiddleware, settings=config)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -94,7 +98,7 @@ def create_app(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HeraldError)
     async def herald_error(request: Request, exc: HeraldError) -> Response:
-        headers = None
+        headers = getattr(exc, "headers", None)
         browser = "x-requested-with" in request.headers or web_sessions.SESSION_COOKIE in request.cookies
         if isinstance(exc, Unauthorized) and not browser:
             # Browsers (the DHIS2 apps' XHR, a session's download links) must not get the native credential prompt.

@@ -4,6 +4,9 @@ Verification runs in the worker thread of the request's dependency. A verified
 (username, password) pair is remembered for HERALD_AUTH_CACHE_S under a keyed digest of the
 password, and only while the stored hash is unchanged, so a password change or disabling a
 user takes effect at the next request.
+
+Failed logins are throttled per username and per client address (messaging.login_throttle):
+a locked username or address gets 429 with Retry-After on every way in, whatever the password.
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from messaging import login_throttle
 from messaging.directory import Principal, principal_for, user_by_username
-from messaging.errors import Unauthorized
+from messaging.errors import TooManyRequests, Unauthorized
+from messaging.login_throttle import LoginLimits
 from messaging.passwords import hash_password, verify_password
+from messaging.settings import Settings
 
 # Checked against when the username is unknown, so timing does not reveal which usernames exist.
 _DUMMY_HASH = hash_password(secrets.token_hex(16))
@@ -35,8 +43,9 @@ AuthHook = Callable[[Session, Request], Principal | None]
 class Authenticator:
     """Resolves the Principal of a request or raises Unauthorized."""
 
-    def __init__(self, *, cache_s: float) -> None:
+    def __init__(self, *, cache_s: float, limits: LoginLimits | None = None) -> None:
         self.cache_s = cache_s
+        self.limits = limits or LoginLimits()
         self._key = secrets.token_bytes(32)
         self._cache: dict[tuple[str, bytes], tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -45,19 +54,46 @@ class Authenticator:
     def _digest(self, password: str) -> bytes:
         return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
 
-    def check_password(self, session: Session, username: str, password: str) -> Principal | None:
-        """The user's Principal when the credentials are right and the user is enabled."""
+    def check_password(
+        self, session: Session, username: str, password: str, *, address: str | None = None
+    ) -> Principal | None:
+        """The user's Principal when the credentials are right and the user is enabled.
+
+        TooManyRequests while the username or the address is locked; a wrong password is
+        recorded (committed at once), a right one clears the username's failures.
+        """
+        lock, failures = login_throttle.current_lock(session, self.limits, username, address)
+        if lock is not None:
+            minutes = math.ceil(lock.retry_after_s / 60)
+            subject = "This account is" if lock.what == "user" else "Logins from this address are"
+            raise TooManyRequests(
+                f"{subject} temporarily locked after too many failed logins; try again in {minutes} minute"
+                f"{'' if minutes == 1 else 's'}.",
+                lock.retry_after_s,
+            )
+        principal = self._verify(session, username, password)
+        if principal is False:
+            login_throttle.record_failure(session, self.limits, username, address)
+            session.commit()
+            return None
+        if failures and principal is not None:
+            login_throttle.unlock(session, username=username)
+            session.commit()
+        return principal or None
+
+    def _verify(self, session: Session, username: str, password: str) -> Principal | Literal[False] | None:
+        # False: wrong password or unknown user (a failure); None: right password of a disabled user.
         user = user_by_username(session, username)
         if user is None or not user.password_hash:
             verify_password(_DUMMY_HASH, password)
-            return None
+            return False
         key = (username, self._digest(password))
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
         if not (cached and cached[0] == user.password_hash and cached[1] > now):
             if not verify_password(user.password_hash, password):
-                return None
+                return False
             if self.cache_s > 0:
                 with self._lock:
                     if len(self._cache) >= MAX_CACHE_ENTRIES:
@@ -76,7 +112,8 @@ class Authenticator:
                 username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise Unauthorized("Unauthorized") from None
-            principal = self.check_password(session, username, password) if sep else None
+            address = request.client.host if request.client else None
+            principal = self.check_password(session, username, password, address=address) if sep else None
             if principal is None:
                 raise Unauthorized("Unauthorized")
             return principal
@@ -85,3 +122,12 @@ class Authenticator:
             if principal is not None:
                 return principal
         raise Unauthorized("Unauthorized")
+
+
+def login_limits(settings: Settings) -> LoginLimits:
+    """The failed-login limits of these settings (HERALD_LOGIN_*)."""
+    return LoginLimits(
+        max_failures=settings.login_max_failures,
+        max_address_failures=settings.login_max_address_failures,
+        window_s=settings.login_window_s,
+    )

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.deps import HeraldState
+from api.trusted_host import is_trusted_host
 from messaging.directory import Principal, principal_for
 from messaging.errors import Forbidden
 from messaging.models import User, WebSession, utcnow
@@ -82,9 +83,11 @@ def principal_for_token(session: Session, token: str) -> Principal | None:
 
 
 def is_https(request: Request) -> bool:
-    """True when the browser talks HTTPS to us, directly or through a proxy that says so."""
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return request.url.scheme == "https" or forwarded == "https"
+    """True when the browser talks HTTPS to us, directly or through a trusted proxy that says so.
+
+    uvicorn applies X-Forwarded-Proto only from its trusted proxies (FORWARDED_ALLOW_IPS).
+    """
+    return request.url.scheme == "https"
 
 
 def _cookie_path(request: Request) -> str:
@@ -124,14 +127,15 @@ def _authority(scheme: str, netloc: str) -> str:
 
 
 def _own_authorities(request: Request, settings: Settings) -> set[str]:
-    scheme = "https" if is_https(request) else "http"
-    own = {_authority(scheme, request.headers.get("host", ""))}
-    forwarded_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
-    if forwarded_host:
-        own.add(_authority(scheme, forwarded_host))
+    # The same trusted host the links use (api/trusted_host.py): HERALD_BASE_URL, else the checked
+    # Host header. Never a client-sent X-Forwarded-Host.
     if settings.base_url:
         parts = urlsplit(settings.base_url)
-        own.add(_authority(parts.scheme, parts.netloc))
+        own = {_authority(parts.scheme, parts.netloc)}
+    else:
+        scheme = "https" if is_https(request) else "http"
+        host = request.headers.get("host", "")
+        own = {_authority(scheme, host)} if is_trusted_host(settings, host) else set()
     own.discard("")
     return own
 

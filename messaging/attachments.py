@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, undefer
 
 from messaging import conversations
 from messaging.directory import Principal, is_ticket_manager
 from messaging.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
-from messaging.models import FileResource, Message
+from messaging.models import FileResource, Message, User
 
 # A fixed limit, apart from HERALD_MAX_BODY_BYTES: attachments are files, not API bodies.
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -51,12 +53,54 @@ def clean_content_type(content_type: str | None) -> str:
     return media_type if _MEDIA_TYPE.fullmatch(media_type) else DEFAULT_CONTENT_TYPE
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """How much one user may hold in uploads not attached to any message."""
+
+    max_count: int = 20
+    max_bytes: int = 50 * 1024 * 1024
+
+
+def _size(size_bytes: int) -> str:
+    if size_bytes >= 1024 * 1024:
+        return f"{size_bytes / (1024 * 1024):.1f} MiB"
+    return f"{size_bytes / 1024:.1f} KiB"
+
+
+def check_upload_quota(session: Session, owner: Principal, size_bytes: int, limits: UploadLimits) -> None:
+    """Conflict when one more upload of this size would exceed the owner's unattached quota."""
+    # Uploads of one user take turns (the row lock; SQLite's writes are serial anyway).
+    session.execute(select(User.id).where(User.id == owner.id).with_for_update())
+    count, held_bytes = session.execute(
+        select(func.count(), func.coalesce(func.sum(FileResource.content_length), 0)).where(
+            FileResource.created_by_id == owner.id, FileResource.assigned.is_(False)
+        )
+    ).one()
+    if count + 1 > limits.max_count:
+        raise Conflict(
+            f"Too many uploads not attached to a message: {count} of at most {limits.max_count}. "
+            "Attach them to a message, or wait until unattached uploads expire."
+        )
+    if held_bytes + size_bytes > limits.max_bytes:
+        raise Conflict(
+            f"Uploads not attached to a message would hold {_size(held_bytes + size_bytes)}, more than the "
+            f"limit of {_size(limits.max_bytes)}. Attach them to a message, or wait until unattached uploads expire."
+        )
+
+
 def store_upload(
-    session: Session, *, owner: Principal, filename: str | None, content_type: str | None, data: bytes
+    session: Session,
+    *,
+    owner: Principal,
+    filename: str | None,
+    content_type: str | None,
+    data: bytes,
+    limits: UploadLimits | None = None,
 ) -> FileResource:
-    """Stage an unassigned message attachment owned by the uploader. No commit."""
+    """Stage an unassigned message attachment owned by the uploader, within its quota. No commit."""
     if len(data) > MAX_ATTACHMENT_BYTES:
         raise PayloadTooLarge(f"The file is larger than the limit of {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MiB.")
+    check_upload_quota(session, owner, len(data), limits or UploadLimits())
     resource = FileResource(
         name=clean_name(filename),
         content_type=clean_content_type(content_type),
@@ -107,3 +151,22 @@ def for_download(
     if resource.domain != MESSAGE_ATTACHMENT:
         raise Conflict("Invalid messageattachment.")
     return resource
+
+
+def delete_unattached(session: Session, *, created_before: datetime, batch: int = 500) -> tuple[int, int]:
+    """Stage the deletion of up to `batch` uploads never attached and created before the cut-off.
+
+    Returns (rows, bytes) removed; the bytes live in the rows. No commit.
+    """
+    rows = session.execute(
+        select(FileResource.id, FileResource.content_length)
+        .where(FileResource.assigned.is_(False), FileResource.message_id.is_(None), FileResource.created < created_before)
+        .order_by(FileResource.created)
+        .limit(batch)
+    ).all()
+    if not rows:
+        return 0, 0
+    session.execute(
+        delete(FileResource).where(FileResource.id.in_([row.id for row in rows]), FileResource.assigned.is_(False))
+    )
+    return len(rows), sum(int(row.content_length or 0) for row in rows)

@@ -53,3 +53,14 @@ class UnsupportedMediaType(HeraldError):
     """415: the content type is not accepted here."""
 
     status = 415
+
+
+class TooManyRequests(HeraldError):
+    """429: too many failed logins; `headers` carries Retry-After (issue 8)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from messaging import user_admin
+from messaging.directory import Principal
 from messaging.ids import is_uid, new_uid
+from messaging.metadata_types import CYCLE_ERROR, as_boolean, type_errors
 from messaging.models import (
     OrganisationUnit,
     User,
@@ -18,6 +21,7 @@ from messaging.models import (
     UserOrgUnit,
     UserRole,
     UserRoleMember,
+    WebSession,
 )
 from messaging.passwords import hash_passwords
 
@@ -121,8 +125,9 @@ def _refs(value: Any) -> list[Any] | None:
 
 
 class _Importer:
-    def __init__(self, session: Session, payload: Mapping[str, Any]) -> None:
+    def __init__(self, session: Session, payload: Mapping[str, Any], importer: Principal | None) -> None:
         self.session, self.payload, self.report = session, payload, ImportReport()
+        self.importer = importer
         self.progress: Callable[[int], None] | None = None
         self.known: dict[str, set[str]] = {key: set() for key in ORDER}
         self.usernames: dict[str, int] = {}  # username -> index of the payload user claiming it
@@ -133,6 +138,12 @@ class _Importer:
             for item in items:
                 if is_uid(item.get("id")):
                     self.known[key].add(item["id"])
+        self.units = {u["id"]: u.get("parent") for u in payload.get("organisationUnits", []) if is_uid(u.get("id"))}
+        self.payload_roles = {
+            r["id"]: set(r["authorities"])
+            for r in payload.get("userRoles", [])
+            if is_uid(r.get("id")) and isinstance(r.get("authorities"), list) and all(isinstance(a, str) for a in r["authorities"])
+        }
 
     def _exists(self, model: Any, key: str, uid: Any) -> bool:
         if not isinstance(uid, str) or not is_uid(uid):
@@ -145,10 +156,16 @@ class _Importer:
             for index, item in enumerate(self.payload.get(key, [])):
                 report = ObjectReport(KLASS[key], index, item.get("id"))
                 reports.append(report)
+                for code, message, prop in type_errors(key, item):
+                    report.error(code, message, prop)
+                if report.errors:
+                    continue  # mistyped: the checks below would misread it
                 uid = item.get("id")
                 if uid is not None and not is_uid(uid):
                     report.error("E4014", f"Invalid UID `{uid}` for property `{KLASS[key]}`", "id")
                 getattr(self, f"_check_{key}")(item, report)
+                if self.importer is not None and not self.importer.is_super:
+                    getattr(self, f"_authorize_{key}", lambda _i, _r: None)(item, report)
 
     def _check_lengths(self, key: str, item: Mapping[str, Any], report: ObjectReport) -> None:
         model, columns = LIMITED[key]
@@ -168,6 +185,35 @@ class _Importer:
         parent = (item.get("parent") or {}).get("id") if isinstance(item.get("parent"), Mapping) else None
         if parent is not None and not self._exists(OrganisationUnit, "organisationUnits", parent):
             report.error("E5002", f"Invalid reference [{parent}] (OrganisationUnit) on object property `parent`", "parent")
+        elif parent is not None and is_uid(item.get("id")) and self._is_ancestor(item["id"], parent):
+            report.error(
+                CYCLE_ERROR,
+                f"Organisation unit `{item['id']}` cannot have `{parent}` as parent: it would be its own ancestor",
+                "parent",
+            )
+
+    def _parent_of(self, uid: str) -> str | None:
+        # The parent this import gives the unit, else the stored one.
+        if uid in self.units:
+            parent = self.units[uid]
+            return parent.get("id") if isinstance(parent, Mapping) and isinstance(parent.get("id"), str) else None
+        parent_unit = aliased(OrganisationUnit)
+        return self.session.scalar(
+            select(parent_unit.uid)
+            .join(OrganisationUnit, OrganisationUnit.parent_id == parent_unit.id)
+            .where(OrganisationUnit.uid == uid)
+        )
+
+    def _is_ancestor(self, uid: str, parent: str) -> bool:
+        """True when `uid` is `parent` or one of its ancestors (after this import)."""
+        seen: set[str] = set()
+        current: str | None = parent
+        while current is not None and current not in seen:
+            if current == uid:
+                return True
+            seen.add(current)
+            current = self._parent_of(current)
+        return False
 
     def _check_userRoles(self, item: Mapping[str, Any], report: ObjectReport) -> None:
         self._check_name(item, report)
@@ -175,6 +221,42 @@ class _Importer:
         authorities = item.get("authorities", [])
         if not isinstance(authorities, list) or not all(isinstance(a, str) for a in authorities):
             report.error("E4000", "Property `authorities` must be a list of strings.", "authorities")
+
+    def _authorize_userRoles(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        assert self.importer is not None
+        wanted = set(item.get("authorities") or [])
+        stored = user_admin.role_authorities(self.session, [item["id"]]) if is_uid(item.get("id")) else {}
+        name = item.get("id") or item.get("name")
+        refusal = user_admin.role_change_refusal(self.importer, str(name), wanted | stored.get(str(name), set()))
+        if refusal:
+            report.error(user_admin.ROLE_DENIED, refusal, "authorities")
+
+    def _authorize_userGroups(self, item: Mapping[str, Any], report: ObjectReport) -> None:
+        assert self.importer is not None
+        if "users" in item and is_uid(item.get("id")):
+            refusal = user_admin.group_change_refusal(self.session, self.importer, item["id"])
+            if refusal:
+                report.error(user_admin.UPDATE_DENIED, refusal, "users")
+
+    def _authorize_users(self, raw: Mapping[str, Any], report: ObjectReport) -> None:
+        assert self.importer is not None
+        user = self._user_fields(raw)
+        existing = self._existing_user(user)
+        if existing is not None:
+            refusal = user_admin.user_change_refusal(self.session, self.importer, existing)
+            if refusal:
+                report.error(user_admin.UPDATE_DENIED, refusal, "userRoles")
+        roles = [r for r in _refs(user.get("userRoles")) or [] if isinstance(r, str)]
+        stored = user_admin.role_authorities(self.session, [r for r in roles if r not in self.payload_roles])
+        for role in dict.fromkeys(roles):
+            authorities = self.payload_roles.get(role, stored.get(role, set()))
+            refusal = user_admin.role_grant_refusal(self.importer, role, authorities)
+            if refusal:
+                report.error(user_admin.ROLE_DENIED, refusal, "userRoles")
+        if user.get("password") is not None:
+            refusal = user_admin.password_refusal(self.importer, existing)
+            if refusal:
+                report.error(user_admin.UPDATE_DENIED, refusal, "password")
 
     def _user_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
         raw = item.get("userCredentials")
@@ -274,6 +356,7 @@ class _Importer:
 
     def _write_user(self, item: dict[str, Any], password_hash: str | None) -> None:
         user = self._existing_user(item)
+        stored = user is not None
         if user is None:
             user = User(uid=item["id"] if is_uid(item.get("id")) else new_uid(), username=item["username"])
             self.session.add(user)
@@ -287,12 +370,15 @@ class _Importer:
             if prop in item:
                 setattr(user, attr, item[prop] or None)
         if "disabled" in item:
-            user.disabled = bool(item["disabled"])
+            user.disabled = as_boolean(item["disabled"])
         if isinstance(item.get("username"), str):
             user.username = item["username"]
         if password_hash is not None:
             user.password_hash = password_hash
         self.session.flush()
+        if stored and (item.get("password") or user.disabled):
+            # A new password or a disable ends every session for good: re-enabling revives none.
+            self.session.execute(delete(WebSession).where(WebSession.user_id == user.id))
         for prop, model, link, column in (
             ("organisationUnits", OrganisationUnit, UserOrgUnit, "org_unit_id"),
             ("userRoles", UserRole, UserRoleMember, "role_id"),
@@ -318,15 +404,20 @@ def _depth(unit: Mapping[str, Any], payload: Mapping[str, Any]) -> int:
 
 
 def import_metadata(
-    session: Session, payload: Mapping[str, Any], *, progress: Callable[[int], None] | None = None
+    session: Session,
+    payload: Mapping[str, Any],
+    importer: Principal | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Validate every object, then create or update them all. No commit; nothing staged on error.
+    """Validate every object (and, for an `importer` without ALL, its right to it), then write them all.
 
+    `importer` None is a trusted caller (CLI, demo, bootstrap). No commit; nothing staged on error.
     Passwords are hashed in parallel; ``progress(n)`` is called as n more users' passwords are done.
     """
-    importer = _Importer(session, payload)
-    importer.progress = progress
-    importer.validate()
-    if importer.report.ok:
-        importer.write()
-    return importer.report
+    run = _Importer(session, payload, importer)
+    run.progress = progress
+    run.validate()
+    if run.report.ok:
+        run.write()
+    return run.report

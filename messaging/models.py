@@ -292,6 +292,11 @@ class FileResource(Base):
     """An uploaded file (message attachments); the bytes live in the database."""
 
     __tablename__ = "file_resources"
+    __table_args__ = (
+        # Per-uploader limits and the clean-up of uploads never attached (issue 8).
+        Index("ix_file_resources_owner", "created_by_id", "assigned"),
+        Index("ix_file_resources_unassigned", "assigned", "created"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uid: Mapped[str] = mapped_column(String(11), unique=True, default=new_uid)
     name: Mapped[str] = mapped_column(String(255))
@@ -395,6 +400,17 @@ class WebSession(Base):
 
 
 # --- security (issue 8): models of this concern go below ---
+
+
+class LoginFailure(Base):
+    """One failed login, under a throttle key (`user:<name>` or `addr:<address>`); rows age out."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key", "key", "failed_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(320))
+    failed_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
 
 # (spacer: keep sections apart so parallel branches merge cleanly)
 

@@ -72,6 +72,24 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(default=12 * 3600.0, gt=0, validation_alias=_env("HERALD_SESSION_TTL_S"))
 
     # --- security: logins, uploads, trusted links (issue 8) ---
+    login_max_failures: int = Field(default=5, ge=1, le=1000, validation_alias=_env("HERALD_LOGIN_MAX_FAILURES"))
+    login_window_s: float = Field(default=900.0, gt=0, le=86400, validation_alias=_env("HERALD_LOGIN_WINDOW_S"))
+    login_max_address_failures: int = Field(
+        default=100, ge=1, le=100000, validation_alias=_env("HERALD_LOGIN_MAX_ADDRESS_FAILURES")
+    )
+    allowed_hosts: str = Field(default="localhost,127.0.0.1,::1", validation_alias=_env("HERALD_ALLOWED_HOSTS"))
+    max_unattached_uploads: int = Field(default=20, ge=1, validation_alias=_env("HERALD_MAX_UNATTACHED_UPLOADS"))
+    max_unattached_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAX_UNATTACHED_UPLOAD_BYTES")
+    )
+    unattached_upload_ttl_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        validation_alias=AliasChoices("HERALD_UNATTACHED_UPLOAD_TTL_S", "HERALD_UNATTACHED_UPLOAD_TTL"),
+    )
+    upload_cleanup_interval_s: float = Field(
+        default=600.0, gt=0, le=86400, validation_alias=_env("HERALD_UPLOAD_CLEANUP_INTERVAL_S")
+    )
 
     # (spacer: keep sections apart so parallel branches merge cleanly)
 

@@ -420,3 +420,178 @@ def test_only_managers_may_post_internal_messages(server: LiveServer) -> None:
     for who in ("admin", "mohamed", "desk"):
         response = client_for(server, who).post(f"{API}/{ticket}", params={"internal": "true"}, content=who, headers=TEXT)
         assert response.status_code == 200, (who, response.text)
+
+
+# ---------------------------------------------------------------- user management (canIssueUserRole / canModifyUser)
+
+ALL_ROLE, CLERK_ROLE = "yrB6vc5Ip3r", "Euq3XfEIEbx"
+IMPORTER, USER_ADMIN = "importer001", "userAdmin01"  # F_METADATA_IMPORT only; F_USER_ADD and the clerk's authority too
+STAFF_PASSWORD = "Staff-pass-1"
+
+
+def import_user_managers(server: LiveServer) -> None:
+    """A user holding only F_METADATA_IMPORT, and one holding F_USER_ADD beside it and the clerk's authority."""
+    response = server.client().post(
+        "/api/metadata",
+        json={
+            "userRoles": [
+                {"id": "importRole1", "name": "Importer", "authorities": ["F_METADATA_IMPORT"]},
+                {
+                    "id": "userAdminR1",
+                    "name": "User admin",
+                    "authorities": ["F_METADATA_IMPORT", "F_USER_ADD", "M_dhis-web-messaging"],
+                },
+            ],
+            "users": [
+                {"id": IMPORTER, "username": "importer", "password": STAFF_PASSWORD, "userRoles": [{"id": "importRole1"}]},
+                {"id": USER_ADMIN, "username": "useradmin", "password": STAFF_PASSWORD, "userRoles": [{"id": "userAdminR1"}]},
+            ],
+        },
+    )
+    assert response.status_code == 200, response.text
+
+
+def manager_client(server: LiveServer, who: str) -> httpx.Client:
+    if who in ("importer", "useradmin"):
+        return server.client(who, STAFF_PASSWORD)
+    return server.client(who)
+
+
+OWN_ID = {"admin": ADMIN, "importer": IMPORTER, "useradmin": USER_ADMIN, "mobile": MOBILE}
+# (payload for caller `who`, callers who may, error code of the refusal)
+Payload = Callable[[str], dict[str, object]]
+USER_ACTIONS: dict[str, tuple[Payload, set[str], str]] = {
+    "grant oneself the ALL role": (
+        lambda who: {"users": [{"id": OWN_ID[who], "userRoles": [{"id": ALL_ROLE}]}]},
+        {"admin"},
+        "E3032",
+    ),
+    "reset the admin's password": (
+        lambda who: {"users": [{"id": ADMIN, "password": "Taken-0ver!"}]},
+        {"admin"},
+        "E3001",
+    ),
+    "set one's own password": (
+        lambda who: {"users": [{"id": OWN_ID[who], "password": "My-new-pass-1"}]},
+        {"admin", "importer", "useradmin"},
+        "",
+    ),
+    "set a clerk's password": (
+        lambda who: {"users": [{"id": ALICE, "password": "Reset-pass-1"}]},
+        {"admin", "useradmin"},
+        "E3001",
+    ),
+    "rename a clerk": (lambda who: {"users": [{"id": ALICE, "firstName": "Alicia"}]}, {"admin", "useradmin"}, "E3001"),
+    "create a clerk": (
+        lambda who: {"users": [{"id": "newClerk001", "username": "newclerk", "userRoles": [{"id": CLERK_ROLE}]}]},
+        {"admin", "useradmin"},
+        "E3032",
+    ),
+    "create a user with a password": (
+        lambda who: {"users": [{"id": "newUser0001", "username": "newbie", "password": "Newbie-pass-1"}]},
+        {"admin", "useradmin"},
+        "E3001",
+    ),
+    "create a role holding ALL": (
+        lambda who: {"userRoles": [{"id": "newRole0001", "name": "Mine", "authorities": ["ALL"]}]},
+        {"admin"},
+        "E3032",
+    ),
+    "add ALL to the clerk role": (
+        lambda who: {"userRoles": [{"id": CLERK_ROLE, "name": "Data entry clerk", "authorities": ["ALL"]}]},
+        {"admin"},
+        "E3032",
+    ),
+    "join the feedback recipients (ticket managers)": (
+        lambda who: {
+            "userGroups": [{"id": "QYrzIjSfI8z", "name": "Feedback managers", "users": [{"id": OWN_ID[who]}]}]
+        },
+        {"admin"},
+        "E3001",
+    ),
+    "create a role and grant it to oneself at once": (
+        lambda who: {
+            "userRoles": [{"id": "newRole0001", "name": "Sneaky", "authorities": ["ALL"]}],
+            "users": [{"id": OWN_ID[who], "userRoles": [{"id": "newRole0001"}]}],
+        },
+        {"admin"},
+        "E3032",
+    ),
+}
+
+
+def user_admin_state(server: LiveServer) -> tuple[object, ...]:
+    """Everything a user-management import could change: users, roles, memberships."""
+    from messaging.models import UserGroupMember, UserRole, UserRoleMember
+
+    with server.session() as session:
+        users = sorted(session.execute(select(User.uid, User.password_hash, User.first_name, User.disabled)).all())
+        roles = sorted((uid, sorted(auths)) for uid, auths in session.execute(select(UserRole.uid, UserRole.authorities)))
+        members = sorted(session.execute(select(UserRoleMember.user_id, UserRoleMember.role_id)).all())
+        groups = sorted(session.execute(select(UserGroupMember.group_id, UserGroupMember.user_id)).all())
+        return (users, roles, members, groups)
+
+
+@pytest.mark.parametrize("who", ["admin", "importer", "useradmin", "mobile"])
+@pytest.mark.parametrize("action", list(USER_ACTIONS))
+def test_the_user_management_authorization_matrix(server: LiveServer, who: str, action: str) -> None:
+    import_user_managers(server)
+    payload, allowed, code = USER_ACTIONS[action]
+    before = user_admin_state(server)
+    response = manager_client(server, who).post("/api/metadata", json=payload(who))
+    if who in allowed:
+        assert response.status_code == 200, response.text
+        return
+    if who == "mobile":
+        assert response.status_code == 403, response.text
+    else:
+        assert response.status_code == 409, response.text
+        errors = [
+            error
+            for type_report in response.json()["response"]["typeReports"]
+            for object_report in type_report["objectReports"]
+            for error in object_report["errorReports"]
+        ]
+        assert code in {error["errorCode"] for error in errors}, errors
+        assert all(f"User `{who}`" in error["message"] for error in errors), errors
+    assert user_admin_state(server) == before
+
+
+def test_an_importer_cannot_make_itself_superuser(server: LiveServer) -> None:
+    import_user_managers(server)
+    importer = manager_client(server, "importer")
+    response = importer.post("/api/metadata", json={"users": [{"id": IMPORTER, "userRoles": [{"id": ALL_ROLE}]}]})
+    assert response.status_code == 409
+    (report,) = response.json()["response"]["typeReports"][0]["objectReports"]
+    assert report["uid"] == IMPORTER
+    assert report["errorReports"][0]["message"] == (
+        f"User `importer` does not have access to user role `{ALL_ROLE}`: a user role can only be assigned "
+        "by a user holding all of its authorities (lacking ALL)"
+    )
+    assert importer.get("/api/me").json()["authorities"] == ["F_METADATA_IMPORT"]
+
+
+def test_an_importer_cannot_take_over_the_admin_account(server: LiveServer) -> None:
+    import_user_managers(server)
+    for who in ("importer", "useradmin"):
+        response = manager_client(server, who).post(
+            "/api/metadata", json={"users": [{"id": ADMIN, "username": "admin", "password": "Taken-0ver!"}]}
+        )
+        assert response.status_code == 409, response.text
+    assert server.client("admin", "Taken-0ver!").get("/api/me").status_code == 401
+    assert server.client("admin").get("/api/me").status_code == 200
+
+
+def test_one_refused_object_keeps_the_whole_import_out(server: LiveServer) -> None:
+    import_user_managers(server)
+    before = user_admin_state(server)
+    response = manager_client(server, "useradmin").post(
+        "/api/metadata",
+        json={
+            "userGroups": [{"id": "newGroup001", "name": "Harmless"}],
+            "users": [{"id": ALICE, "firstName": "Alicia"}, {"id": ADMIN, "firstName": "Mallory"}],
+        },
+    )
+    assert response.status_code == 409
+    assert user_admin_state(server) == before
+    assert server.client().get("/api/userGroups/newGroup001").status_code == 404

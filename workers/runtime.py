@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from messaging import fanout, heartbeats, outbox
 from messaging.db import make_engine
 from messaging.settings import Settings
-from workers import delivery
+from workers import delivery, upload_cleanup
 from workers.broker import build_broker, queue_name
 from workers.heartbeat import HeartbeatMiddleware
 from workers.outage import Outage
@@ -84,6 +84,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
         database_outage=database_outage,
     )
     broker.add_middleware(RelayMiddleware(relay))
+    upload_cleanup.install(settings, engine, broker)
     actors: dict[str, dramatiq.Actor[Any, Any]] = {"outbox": outbox_actor}
     if deliveries is not None:
         actors["deliver"] = deliveries.actor

@@ -17,12 +17,12 @@ from starlette.responses import RedirectResponse, Response
 
 from api import sessions
 from api.bodies import parse_json
-from api.deps import SessionDep, state_of
+from api.deps import CtxDep, SessionDep, state_of
 from api.render import respond, respond_message
 from api.routers.apps import home_path, root_path
 from api.routers.system import DHIS2_VERSION
-from messaging import directory
-from messaging.errors import BadRequest
+from messaging import directory, login_throttle
+from messaging.errors import BadRequest, Forbidden
 
 router = APIRouter(tags=["auth"])
 BAD_CREDENTIALS = "Bad credentials"  # one text for unknown users, wrong passwords and disabled users
@@ -65,7 +65,8 @@ def _log_in(request: Request, session: Session, username: Any, password: Any) ->
     state = state_of(request)
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         return None
-    principal = state.authenticator.check_password(session, username, password)
+    address = request.client.host if request.client else None
+    principal = state.authenticator.check_password(session, username, password, address=address)
     if principal is None:
         return None
     token = sessions.start_session(
@@ -136,3 +137,15 @@ def logout(request: Request, session: SessionDep) -> Response:
     if request.cookies.get(sessions.SESSION_COOKIE):
         sessions.check_csrf(request, state_of(request).settings)
     return _log_out(request, session)
+
+
+@router.post("/api/auth/unlock")
+def unlock(ctx: CtxDep, username: str | None = None, address: str | None = None) -> Response:
+    """Forget the failed logins of a username and/or a client address (ALL only): the lock lifts at once."""
+    if not ctx.user.is_super:
+        raise Forbidden("Access is denied, requires one Authority from [ALL]")
+    if not username and not address:
+        raise BadRequest("Name the username or the address to unlock (?username=... or ?address=...).")
+    cleared = login_throttle.unlock(ctx.session, username=username, address=address)
+    ctx.session.commit()
+    return respond_message(ctx.request, 200, f"Unlocked; {cleared} failed logins forgotten.")

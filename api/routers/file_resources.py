@@ -54,8 +54,11 @@ def file_resource_dict(resource: FileResource, base: str) -> dict[str, Any]:
 
 def _store(ctx: Ctx, file: UploadFile | None) -> FileResource:
     filename, content_type, data = _read(file)
+    limits = attachments.UploadLimits(
+        max_count=ctx.settings.max_unattached_uploads, max_bytes=ctx.settings.max_unattached_upload_bytes
+    )
     resource = attachments.store_upload(
-        ctx.session, owner=ctx.user, filename=filename, content_type=content_type, data=data
+        ctx.session, owner=ctx.user, filename=filename, content_type=content_type, data=data, limits=limits
     )
     ctx.session.commit()
     return resource

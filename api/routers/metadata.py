@@ -35,7 +35,7 @@ def post_metadata(ctx: CtxDep, raw: Annotated[bytes, Depends(raw_body)]) -> Resp
     if not isinstance(payload, dict):
         raise Conflict("Metadata payload must be a JSON object.")
     try:
-        report = import_metadata(ctx.session, payload)
+        report = import_metadata(ctx.session, payload, ctx.user)
     except MetadataError as exc:
         raise Conflict(str(exc)) from None
     if not report.ok:
