@@ -84,7 +84,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: d
         database_outage=database_outage,
     )
     broker.add_middleware(RelayMiddleware(relay))
-    upload_cleanup.install(settings, engine, broker)
+    upload_cleanup.install(settings, engine, broker, database_outage)
     actors: dict[str, dramatiq.Actor[Any, Any]] = {"outbox": outbox_actor}
     if deliveries is not None:
         actors["deliver"] = deliveries.actor

@@ -19,6 +19,7 @@ from messaging.attachments import delete_unattached
 from messaging.db import make_sessionmaker
 from messaging.models import utcnow
 from messaging.settings import Settings
+from workers.outage import Outage
 
 log = logging.getLogger("herald.uploads")
 BATCH = 500
@@ -27,9 +28,11 @@ BATCH = 500
 class UploadSweeper:
     """Deletes expired unattached uploads every `interval_s` in a daemon thread."""
 
-    def __init__(self, engine: Engine, *, ttl_s: float, interval_s: float) -> None:
+    def __init__(self, engine: Engine, *, ttl_s: float, interval_s: float, database_outage: Outage | None = None) -> None:
         self.sessions = make_sessionmaker(engine)
         self.ttl_s, self.interval_s = ttl_s, interval_s
+        # A database outage is the runtime's one start line and one end line, never a traceback per pass.
+        self.database_outage = database_outage or Outage("database", log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -52,8 +55,10 @@ class UploadSweeper:
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except Exception:
-                log.exception("unattached upload clean-up failed; will retry")
+            except Exception as exc:
+                self.database_outage.failed(exc, "upload-sweeper")
+            else:
+                self.database_outage.ok("upload-sweeper")
             self._stop.wait(self.interval_s)
 
     def start(self) -> None:
@@ -84,8 +89,13 @@ class UploadSweeperMiddleware(Middleware):
         self.sweeper.stop()
 
 
-def install(settings: Settings, engine: Engine, broker: dramatiq.Broker) -> UploadSweeper:
+def install(settings: Settings, engine: Engine, broker: dramatiq.Broker, database_outage: Outage | None = None) -> UploadSweeper:
     """Attach an upload sweeper to the broker's workers; return it."""
-    sweeper = UploadSweeper(engine, ttl_s=settings.unattached_upload_ttl_s, interval_s=settings.upload_cleanup_interval_s)
+    sweeper = UploadSweeper(
+        engine,
+        ttl_s=settings.unattached_upload_ttl_s,
+        interval_s=settings.upload_cleanup_interval_s,
+        database_outage=database_outage,
+    )
     broker.add_middleware(UploadSweeperMiddleware(sweeper))
     return sweeper
