@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from messaging.errors import BadRequest
 from messaging.models import (
     SystemSetting,
     User,
@@ -21,6 +22,7 @@ from messaging.models import (
 SUPER_AUTHORITY = "ALL"
 MANAGE_TICKETS = "F_MANAGE_TICKETS"
 FEEDBACK_RECIPIENTS_KEY = "feedbackRecipients"
+SETTING_KEY_MAX_CHARS = 120  # the key columns of user_settings and system_settings
 
 # DHIS2 2.33 (the documented version) defaults: notifications on (DECISIONS #14).
 SYSTEM_SETTING_DEFAULTS: dict[str, Any] = {
@@ -92,6 +94,11 @@ def user_by_username(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
 
+def _check_key(key: str) -> None:
+    if not key or len(key) > SETTING_KEY_MAX_CHARS:
+        raise BadRequest(f"Setting key must be 1 to {SETTING_KEY_MAX_CHARS} characters long.")
+
+
 def get_system_setting(session: Session, key: str) -> Any:
     """A system setting, or Herald's default for it (None when it has none)."""
     row = session.get(SystemSetting, key)
@@ -100,6 +107,7 @@ def get_system_setting(session: Session, key: str) -> Any:
 
 def set_system_setting(session: Session, key: str, value: Any) -> None:
     """Stage a system setting. No commit."""
+    _check_key(key)
     row = session.get(SystemSetting, key)
     if row is None:
         session.add(SystemSetting(key=key, value=value))
@@ -128,6 +136,7 @@ def user_settings(session: Session, user_id: int) -> dict[str, Any]:
 
 def set_user_setting(session: Session, user_id: int, key: str, value: Any) -> None:
     """Stage a user setting. No commit."""
+    _check_key(key)
     row = session.get(UserSetting, (user_id, key))
     if row is None:
         session.add(UserSetting(user_id=user_id, key=key, value=value))
