@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -16,7 +15,7 @@ from starlette.responses import Response
 from api import sessions as web_sessions
 from api.auth import Authenticator
 from api.deps import HeraldState
-from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
+from api.middleware import ApiPathMiddleware, BodyLimitMiddleware, UnexpectedErrorMiddleware
 from api.render import respond_message
 from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
 from api.routers import deliveries as delivery_routes
@@ -26,7 +25,6 @@ from messaging.db import make_engine, make_sessionmaker
 from messaging.errors import HeraldError, Unauthorized
 from messaging.settings import Settings
 
-log = logging.getLogger("herald.api")
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 UPLOAD_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers around an uploaded file
 
@@ -80,6 +78,7 @@ def create_app(
     # Outermost first: paths are rewritten before the body limit picks its limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits=limits)
     app.add_middleware(ApiPathMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware)  # outermost of ours: also catches the middlewares' errors
     return app
 
 
@@ -104,8 +103,3 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return respond_message(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return respond_message(request, 500, "An unexpected error occurred.")

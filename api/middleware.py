@@ -1,7 +1,8 @@
-"""ASGI middleware: API version prefixes, .json/.xml suffixes, NUL-free URLs, and the request body limit."""
+"""ASGI middleware: API version prefixes, .json/.xml suffixes, NUL-free URLs, the request body limit, the last-resort 500."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 ASGIApp = Callable[[Scope, Receive, Send], Any]
 
+log = logging.getLogger("herald.api")
 VERSIONED = re.compile(r"^/api/(\d{2})(/.*)?$")
 SUPPORTED_VERSIONS = range(28, 44)  # DECISIONS #2
 
@@ -118,3 +120,39 @@ class BodyLimitMiddleware:
     async def _refuse(send: Send, limit: int) -> None:
         message = f"Request body is larger than the limit of {limit} bytes."
         await _send_message(send, 413, message, [(b"connection", b"close")])
+
+
+class UnexpectedErrorMiddleware:
+    """Answer an exception nobody foresaw with a 500 WebMessage, logged once, connection kept.
+
+    Starlette's own handler for `Exception` re-raises after answering, so the server logs it a
+    second time and drops the keep-alive connection; here the exception ends with the answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})  # the request-id middleware may fill it in further in
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            headers = dict(scope.get("headers") or [])
+            request_id = state.get("request_id") or headers.get(b"x-request-id", b"").decode("latin-1") or None
+            log.exception(
+                "unhandled error on %s %s (request id %s)", scope.get("method"), scope.get("path"), request_id,
+                extra={"request_id": request_id},
+            )
+            if not started:
+                await _send_message(send, 500, "An unexpected error occurred.")
