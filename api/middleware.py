@@ -17,6 +17,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Any]
 log = logging.getLogger("herald.api")
 VERSIONED = re.compile(r"^/api/(\d{2})(/.*)?$")
 SUPPORTED_VERSIONS = range(28, 44)  # DECISIONS #2
+UNSUFFIXED = frozenset({"/api/openapi.json"})  # a document's own name, not a format hint
+APP_FOLDER = "/api/apps/"
+
+
+def _keeps_its_slash(path: str) -> bool:
+    """An installed app's folder (/api/apps/<key>/...) is a directory: its slash means index.html."""
+    return path.startswith(APP_FOLDER) and path != APP_FOLDER
 
 
 async def _send_message(send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
@@ -36,7 +43,7 @@ async def _send_message(send: Send, status: int, message: str, headers: Sequence
 
 
 class ApiPathMiddleware:
-    """Serve /api/{28..43}/x as /api/x, and /api/x.xml or .json as /api/x with a format hint.
+    """Serve /api/{28..43}/x as /api/x, /api/x/ as /api/x, and /api/x.xml or .json as /api/x with a format hint.
 
     A URL with a NUL character is refused here: no database stores or compares one.
     """
@@ -54,7 +61,9 @@ class ApiPathMiddleware:
             if match and int(match.group(1)) in SUPPORTED_VERSIONS:
                 path = "/api" + (match.group(2) or "")
                 scope = {**scope, "herald.api_version": int(match.group(1))}
-            if path.startswith("/api/"):
+            if path.startswith("/api/") and path.endswith("/") and not _keeps_its_slash(path):
+                path = path.rstrip("/") or "/"  # DECISIONS #24: answered like the path without it, no redirect
+            if path.startswith("/api/") and path not in UNSUFFIXED:
                 for suffix in ("json", "xml"):
                     if path.endswith("." + suffix):
                         path = path[: -len(suffix) - 1]
