@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import openapi
 from api import sessions as web_sessions
 from api.auth import Authenticator
 from api.deps import HeraldState
@@ -46,8 +47,8 @@ def create_app(
     app = FastAPI(
         title="Herald",
         version="0.1.0",
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        docs_url=None,  # api/openapi.py serves Swagger UI with its own, offline assets
+        openapi_url=openapi.OPENAPI_PATH,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -68,6 +69,7 @@ def create_app(
         delivery_routes,
     ):
         app.include_router(module.router)
+    openapi.install(app)
     _install_error_handlers(app)
     upload_limit = MAX_ATTACHMENT_BYTES + UPLOAD_OVERHEAD_BYTES
     limits = {
