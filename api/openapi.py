@@ -50,8 +50,8 @@ class MessageDraft(BaseModel):
     subject: str = Field(examples=["Stock of vaccines"])
     text: str = Field(examples=["Please confirm this month's stock."])
     users: list[Ref] = []
-    userGroups: list[Ref] = []  # noqa: N815 - DHIS2's wire name
-    organisationUnits: list[Ref] = []  # noqa: N815
+    userGroups: list[Ref] = []
+    organisationUnits: list[Ref] = []
     attachments: list[str | Ref] = []
 
 
@@ -59,8 +59,8 @@ class Recipients(BaseModel):
     """Recipients to add to a conversation."""
 
     users: list[Ref] = []
-    userGroups: list[Ref] = []  # noqa: N815
-    organisationUnits: list[Ref] = []  # noqa: N815
+    userGroups: list[Ref] = []
+    organisationUnits: list[Ref] = []
 
 
 class Feedback(BaseModel):
@@ -80,8 +80,8 @@ class Login(BaseModel):
 class WebMessage(BaseModel):
     """DHIS2's answer to every error (and to some successes)."""
 
-    httpStatus: str = Field(examples=["Bad Request"])  # noqa: N815
-    httpStatusCode: int = Field(examples=[400])  # noqa: N815
+    httpStatus: str = Field(examples=["Bad Request"])
+    httpStatusCode: int = Field(examples=[400])
     status: str = Field(examples=["ERROR"])
     message: str
 
