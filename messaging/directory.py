@@ -84,13 +84,21 @@ def principal_for(session: Session, user: User) -> Principal:
     )
 
 
+def _storable(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
+
+
 def user_by_uid(session: Session, uid: str) -> User | None:
     """The user with that UID, if any."""
+    if not _storable(uid):
+        return None
     return session.scalar(select(User).where(User.uid == uid))
 
 
 def user_by_username(session: Session, username: str) -> User | None:
-    """The user with that username, if any."""
+    """The user with that username, if any (a NUL or a lone surrogate names nobody, and no database takes one)."""
+    if not _storable(username):
+        return None
     return session.scalar(select(User).where(User.username == username))
 
 

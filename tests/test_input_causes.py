@@ -206,3 +206,15 @@ def test_an_ordinary_app_manifest_still_installs(apps_site: LiveServer) -> None:
     manifest = json.dumps({"name": "Plain", "version": "1.0.0", "nested": [[[{"a": 1}]]]}).encode()
     response = apps_site.client().post("/api/apps", files={"file": ("app.zip", _zip(manifest), "application/zip")})
     assert response.status_code in (200, 201, 204), response.text
+
+
+# ---------------------------------------------------------------- found by the schema fuzzer
+
+
+def test_a_nul_character_in_a_username_is_a_refused_login_not_a_500(any_server: LiveServer) -> None:
+    form = any_server.client(None, follow_redirects=False).post(
+        "/dhis-web-commons-security/login.action", data={"j_username": "ad\x00min", "j_password": "district"}
+    )
+    assert form.status_code < 500, form.text
+    basic = any_server.client("ad\x00min").get("/api/me")
+    assert_web_message(basic, 401)
