@@ -8,10 +8,10 @@ import json
 import pytest
 
 from tests.conftest import LiveServer
-from tests.support.demo import ALICE, IBRAHIM, MOBILE
+from tests.support.demo import ALICE, IBRAHIM, MOBILE, NGELEHUN_CHC, NGELEHUN_STAFF
 
 CONTACT_VALUES = ("alice@dhis2.example", "admin@dhis2.example", "+23276000002", "dhis2.example")
-GROUP_WITH_MOBILE, UNIT_WITH_ALICE = "DiszpKrYNg8", "DiszpKrYNg8"
+GROUP_WITH_MOBILE, UNIT_WITH_ALICE = NGELEHUN_STAFF, NGELEHUN_CHC
 
 
 def _unknown(server: LiveServer, path: str, prop: str) -> str:
