@@ -50,6 +50,7 @@ def fuzzed(pg_url: str, pg_engine: Engine, tmp_path_factory: pytest.TempPathFact
     for live in web_server(pg_url, pg_engine, tmp_path_factory):
         reset_with_demo(live)
         yield live
+        live.close_clients()
 
 
 def _conversation(client: httpx.Client) -> str:
