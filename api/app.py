@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -13,11 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import openapi
 from api import sessions as web_sessions
 from api.auth import Authenticator, login_limits
 from api.deps import HeraldState
 from api.metrics import HttpMetrics, MetricsMiddleware
-from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
+from api.middleware import ApiPathMiddleware, BodyLimitMiddleware, UnexpectedErrorMiddleware
 from api.render import respond_message
 from api.request_id import RequestIdMiddleware
 from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
@@ -33,7 +33,6 @@ from messaging.db import make_engine, make_sessionmaker
 from messaging.errors import HeraldError, Unauthorized
 from messaging.settings import Settings
 
-log = logging.getLogger("herald.api")
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 UPLOAD_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers around an uploaded file
 
@@ -55,8 +54,8 @@ def create_app(
     app = FastAPI(
         title="Herald",
         version="0.1.0",
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        docs_url=None,  # api/openapi.py serves Swagger UI with its own, offline assets
+        openapi_url=openapi.OPENAPI_PATH,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -77,6 +76,7 @@ def create_app(
         delivery_routes, ops_routes, observability_routes, ops_worker_routes,
     ):
         app.include_router(module.router)
+    openapi.install(app)
     _install_error_handlers(app)
     upload_limit = MAX_ATTACHMENT_BYTES + UPLOAD_OVERHEAD_BYTES
     limits = {
@@ -91,7 +91,8 @@ def create_app(
     app.add_middleware(ApiPathMiddleware)
     app.add_middleware(TrustedHostMiddleware, settings=config)
     app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware)  # catches the inner middlewares' errors too
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer, a 500 included, carries the request id
     return app
 
 
@@ -116,8 +117,3 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return respond_message(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return respond_message(request, 500, "An unexpected error occurred.")

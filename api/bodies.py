@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from starlette.requests import Request
 
 from messaging.conversations import RecipientRefs
 from messaging.errors import BadRequest, Conflict, UnsupportedMediaType
+from messaging.jsonbounds import JsonBoundsError, load_json
 
 XML_TYPES = ("application/xml", "text/xml")
 
@@ -53,13 +53,11 @@ def _unstorable(value: Any) -> bool:
 
 
 def parse_json(raw: bytes, error: type[Exception] = Conflict) -> Any:
-    """Decode JSON or raise `error` (DHIS2 answers 409 on create, 400 elsewhere)."""
+    """Decode JSON within messaging.jsonbounds' limits or raise `error` (DHIS2: 409 on create, 400 elsewhere)."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"JSON parse error: {exc}") from None
-    except RecursionError:
-        raise error("JSON parse error: the document is nested too deeply.") from None
+        body = load_json(raw)
+    except JsonBoundsError as exc:
+        raise error(f"JSON parse error: {exc}.") from None
     if _unstorable(body):
         raise error("JSON parse error: strings must not contain NUL characters or unpaired surrogates.")
     return body

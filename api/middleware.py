@@ -1,20 +1,30 @@
-"""ASGI middleware: API version prefixes, .json/.xml suffixes, NUL-free URLs, and the request body limit."""
+"""ASGI middleware: API version prefixes, .json/.xml suffixes, NUL-free URLs, the request body limit, the last-resort 500."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from api.render import dumps, web_message
+from messaging import context
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 ASGIApp = Callable[[Scope, Receive, Send], Any]
 
+log = logging.getLogger("herald.api")
 VERSIONED = re.compile(r"^/api/(\d{2})(/.*)?$")
 SUPPORTED_VERSIONS = range(28, 44)  # DECISIONS #2
+UNSUFFIXED = frozenset({"/api/openapi.json"})  # a document's own name, not a format hint
+APP_FOLDER = "/api/apps/"
+
+
+def _keeps_its_slash(path: str) -> bool:
+    """An installed app's folder (/api/apps/<key>/...) is a directory: its slash means index.html."""
+    return path.startswith(APP_FOLDER) and path != APP_FOLDER
 
 
 async def _send_message(send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
@@ -34,7 +44,7 @@ async def _send_message(send: Send, status: int, message: str, headers: Sequence
 
 
 class ApiPathMiddleware:
-    """Serve /api/{28..43}/x as /api/x, and /api/x.xml or .json as /api/x with a format hint.
+    """Serve /api/{28..43}/x as /api/x, /api/x/ as /api/x, and /api/x.xml or .json as /api/x with a format hint.
 
     A URL with a NUL character is refused here: no database stores or compares one.
     """
@@ -52,7 +62,9 @@ class ApiPathMiddleware:
             if match and int(match.group(1)) in SUPPORTED_VERSIONS:
                 path = "/api" + (match.group(2) or "")
                 scope = {**scope, "herald.api_version": int(match.group(1))}
-            if path.startswith("/api/"):
+            if path.startswith("/api/") and path.endswith("/") and not _keeps_its_slash(path):
+                path = path.rstrip("/") or "/"  # DECISIONS #24: answered like the path without it, no redirect
+            if path.startswith("/api/") and path not in UNSUFFIXED:
                 for suffix in ("json", "xml"):
                     if path.endswith("." + suffix):
                         path = path[: -len(suffix) - 1]
@@ -118,3 +130,37 @@ class BodyLimitMiddleware:
     async def _refuse(send: Send, limit: int) -> None:
         message = f"Request body is larger than the limit of {limit} bytes."
         await _send_message(send, 413, message, [(b"connection", b"close")])
+
+
+class UnexpectedErrorMiddleware:
+    """Answer an exception nobody foresaw with a 500 WebMessage, logged once, connection kept.
+
+    Starlette's own handler for `Exception` re-raises after answering, so the server logs it a
+    second time and drops the keep-alive connection; here the exception ends with the answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            request_id = context.request_id()  # bound by RequestIdMiddleware, outside this one
+            log.exception(
+                "unhandled error on %s %s (request id %s)", scope.get("method"), scope.get("path"), request_id,
+                extra={"request_id": request_id},
+            )
+            if not started:
+                await _send_message(send, 500, "An unexpected error occurred.")

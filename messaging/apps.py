@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import html
 import io
-import json
 import mimetypes
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from messaging.errors import HeraldError
+from messaging.jsonbounds import JsonBoundsError, load_json
 
 MANIFEST = "manifest.webapp"
 BASE_URL_PLACEHOLDER = b"__DHIS2_BASE_URL__"
@@ -276,8 +276,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 def _parse_manifest(raw: bytes) -> dict[str, Any]:
     try:
-        manifest = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        manifest = load_json(raw)
+    except JsonBoundsError as exc:
         raise AppError(f"The app's manifest.webapp is not valid JSON: {exc}.") from exc
     if not isinstance(manifest, dict):
         raise AppError("The app's manifest.webapp is not a JSON object.")

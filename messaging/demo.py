@@ -15,6 +15,9 @@ from messaging.models import Conversation, Message, MessageType, User, UserMessa
 PASSWORD = "district"  # noqa: S105 - the demo password the DHIS2 doc uses
 ADMIN, MOBILE = "xE7jOejl9FI", "PhzytPW3g2J"
 FEEDBACK_GROUP = "QYrzIjSfI8z"
+# Not DiszpKrYNg8, which the DHIS2 doc also uses for the group: the org unit Ngelehun CHC has it, and
+# the messaging app keys recipients by id, so one id for two objects sends to the wrong one.
+NGELEHUN_STAFF = "EzMMCXOSPpJ"
 
 ORG_UNITS = [
     {"id": "ImspTQPwCqd", "name": "Sierra Leone", "shortName": "Sierra Leone"},
@@ -54,7 +57,7 @@ USERS = [
 GROUPS = [
     {"id": "ZoHNWQajIoe", "name": "Field workers", "users": [{"id": "N3PZBUlN8vq"}, {"id": "awtnYWiVEd5"}]},
     # The doc's recipients example sends a user group with this id.
-    {"id": "DiszpKrYNg8", "name": "Ngelehun staff", "users": [{"id": "awtnYWiVEd5"}, {"id": MOBILE}]},
+    {"id": NGELEHUN_STAFF, "name": "Ngelehun staff", "users": [{"id": "awtnYWiVEd5"}, {"id": MOBILE}]},
     {"id": FEEDBACK_GROUP, "name": "Feedback managers", "users": [{"id": ADMIN}, {"id": "Kh68cDMwZsg"}]},
 ]
 

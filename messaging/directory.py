@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from messaging.errors import BadRequest
 from messaging.models import (
     SystemSetting,
     User,
@@ -21,6 +22,7 @@ from messaging.models import (
 SUPER_AUTHORITY = "ALL"
 MANAGE_TICKETS = "F_MANAGE_TICKETS"
 FEEDBACK_RECIPIENTS_KEY = "feedbackRecipients"
+SETTING_KEY_MAX_CHARS = 120  # the key columns of user_settings and system_settings
 
 # DHIS2 2.33 (the documented version) defaults: notifications on (DECISIONS #14).
 SYSTEM_SETTING_DEFAULTS: dict[str, Any] = {
@@ -82,14 +84,27 @@ def principal_for(session: Session, user: User) -> Principal:
     )
 
 
+def _storable(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
+
+
 def user_by_uid(session: Session, uid: str) -> User | None:
     """The user with that UID, if any."""
+    if not _storable(uid):
+        return None
     return session.scalar(select(User).where(User.uid == uid))
 
 
 def user_by_username(session: Session, username: str) -> User | None:
-    """The user with that username, if any."""
+    """The user with that username, if any (a NUL or a lone surrogate names nobody, and no database takes one)."""
+    if not _storable(username):
+        return None
     return session.scalar(select(User).where(User.username == username))
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > SETTING_KEY_MAX_CHARS:
+        raise BadRequest(f"Setting key must be 1 to {SETTING_KEY_MAX_CHARS} characters long.")
 
 
 def get_system_setting(session: Session, key: str) -> Any:
@@ -100,6 +115,7 @@ def get_system_setting(session: Session, key: str) -> Any:
 
 def set_system_setting(session: Session, key: str, value: Any) -> None:
     """Stage a system setting. No commit."""
+    _check_key(key)
     row = session.get(SystemSetting, key)
     if row is None:
         session.add(SystemSetting(key=key, value=value))
@@ -128,6 +144,7 @@ def user_settings(session: Session, user_id: int) -> dict[str, Any]:
 
 def set_user_setting(session: Session, user_id: int, key: str, value: Any) -> None:
     """Stage a user setting. No commit."""
+    _check_key(key)
     row = session.get(UserSetting, (user_id, key))
     if row is None:
         session.add(UserSetting(user_id=user_id, key=key, value=value))

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import String, and_, cast, false, func, not_, or_, true
+from sqlalchemy import BigInteger, String, and_, cast, false, func, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 
@@ -94,6 +94,9 @@ _NEGATIONS = {
     "!token": "token",
     **{f"!{op}": op for op in ("like", "$like", "like$", "ilike", "$ilike", "ilike$")},
 }
+_BOOLEAN_OPS = frozenset({"eq", "in"})  # with their negations: !eq, ne, neq, !in
+_INT64 = range(-(2**63), 2**63)
+_INT32 = range(-(2**31), 2**31)
 _DIRECTIONS = {"asc": (False, False), "desc": (True, False), "iasc": (False, True), "idesc": (True, True)}
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _TOKEN_SEPARATORS = re.compile(r"[\W_]+")
@@ -193,13 +196,17 @@ def _predicate(prop: Property, op: str, value: str | None, path: str) -> ColumnE
     if "\x00" in value:
         raise QueryError(f"Invalid value for `{path}`: NUL character.")
     positive: ColumnElement[bool]
+    if prop.kind is Kind.BOOLEAN and base in _COMPARISONS and base not in _BOOLEAN_OPS:
+        raise QueryError(f"Operator `{op}` cannot be used on `{path}`, which is a boolean: use eq, ne, null or !null.")
     if base in _COMPARISONS:
-        positive = _COMPARISONS[base](expr, _parse_value(prop, value, path))
+        operand = _parse_value(prop, value, path)
+        positive = _COMPARISONS[base](_wide_enough(expr, [operand]), operand)
     elif base == "in":
         items = _parse_list(value)
         if not items:
             raise QueryError(f"Invalid argument `{value}` for in operator.")
-        positive = expr.in_([_parse_value(prop, item, path) for item in items])
+        operands = [_parse_value(prop, item, path) for item in items]
+        positive = _wide_enough(expr, operands).in_(operands)
     elif prop.kind not in (Kind.STRING, Kind.ENUM):
         raise QueryError(f"Operator `{op}` cannot be used on `{path}`, which is not text.")
     else:
@@ -207,6 +214,17 @@ def _predicate(prop: Property, op: str, value: str | None, path: str) -> ColumnE
     if base == op:
         return positive
     return not_(func.coalesce(positive, false()))
+
+
+def _wide_enough(expr: Any, operands: Sequence[Any]) -> Any:
+    """`expr`, widened to 64 bits when an integer operand does not fit a 32-bit column.
+
+    PostgreSQL types the parameter after the column, so `int4_column > 2**40` would fail.
+    """
+    narrow = not isinstance(getattr(expr, "type", None), BigInteger)
+    if narrow and any(isinstance(o, int) and not isinstance(o, bool) and o not in _INT32 for o in operands):
+        return cast(expr, BigInteger)
+    return expr
 
 
 def _text_predicate(expr: ColumnElement[Any], op: str, value: str) -> ColumnElement[bool]:
@@ -238,6 +256,9 @@ def _parse_list(value: str) -> list[str]:
 def _parse_value(prop: Property, value: str, path: str) -> Any:
     kind = prop.kind
     if kind is Kind.STRING:
+        length = getattr(getattr(prop.expression, "type", None), "length", None)
+        if length is not None and len(value) > length:
+            raise QueryError(f"Value of `{path}` is longer than its {length} characters.")
         return value
     text = value.strip()
     if kind is Kind.ENUM:
@@ -248,12 +269,16 @@ def _parse_value(prop: Property, value: str, path: str) -> Any:
     if kind is Kind.BOOLEAN and text.lower() in ("true", "false"):
         return text.lower() == "true"
     if kind is Kind.INTEGER and _INTEGER.fullmatch(text):
-        return int(text)
+        number = int(text) if len(text) <= 20 else None  # int() of thousands of digits is slow, then refused
+        if number is None or number not in _INT64:
+            raise QueryError(f"Value `{value}` of `{path}` is outside the 64-bit integer range.")
+        return number
     if kind is Kind.DATETIME:
         try:
             parsed = datetime.fromisoformat(text)
+            return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+        except OverflowError:
+            raise QueryError(f"Date `{value}` of `{path}` is outside the years 1 to 9999.") from None
         except ValueError:
             pass
-        else:
-            return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
     raise QueryError(f"Unable to parse `{value}` as `{kind.value}` for `{path}`.")

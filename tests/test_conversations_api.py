@@ -16,7 +16,7 @@ from tests.support.demo import ADMIN, ALICE, FATMATA, IBRAHIM, MOBILE, MOHAMED
 NS = {"d": "http://dhis2.org/schema/dxf/2.0"}
 API = "/api/messageConversations"
 API33, API42 = "/api/33/messageConversations", "/api/42/messageConversations"
-FIELD_WORKERS, NGELEHUN_STAFF = "ZoHNWQajIoe", "DiszpKrYNg8"
+FIELD_WORKERS, NGELEHUN_STAFF = "ZoHNWQajIoe", "EzMMCXOSPpJ"
 NGELEHUN_CHC, NJANDAMA, BADJIA = "DiszpKrYNg8", "g8upMTyEZGZ", "YuQRtpLP10I"
 # The admin's demo inbox: (uid, subject), oldest first; unread ones are those others sent.
 ADMIN_INBOX = [

@@ -416,7 +416,10 @@ def test_me_dashboard_counts_unread_conversations(server: LiveServer) -> None:
 
 def test_user_lookup_finds_users_by_name_username_or_email(server: LiveServer) -> None:
     mobile = server.client("mobile")
-    for query in ("ali", "Banda", "alice@dhis2", "ALICE"):
+    assert [u["id"] for u in server.client().get("/api/userLookup", params={"query": "alice@dhis2"}).json()["users"]] == [ALICE]
+    # Without user management email is not searched (issue 8): it would reveal the address piece by piece.
+    assert mobile.get("/api/userLookup", params={"query": "alice@dhis2"}).json() == {"users": []}
+    for query in ("ali", "Banda", "ALICE"):
         found = mobile.get("/api/userLookup", params={"query": query}).json()
         assert [u["id"] for u in found["users"]] == [ALICE], query
     assert found["users"][0] == {

@@ -74,6 +74,13 @@ ORG_UNIT_PROPS = {
 }
 
 
+# Contact details: readable, filterable and sortable only with ALL or a user-management authority
+# (issue 8); anyone else sees only their own, and a filter or order on them is an unknown property.
+CONTACT_PROPS = frozenset({"email", "phoneNumber"})
+USER_MANAGEMENT = ("F_USER_VIEW", "F_USER_ADD")
+PUBLIC_USER_PROPS = {k: v for k, v in USER_PROPS.items() if k not in CONTACT_PROPS}
+
+
 def _named(uid: str, name: str, base: str, resource: str) -> dict[str, Any]:
     return {"id": uid, "href": f"{base}/api/{resource}/{uid}", "name": name, "displayName": name}
 
@@ -228,8 +235,12 @@ def _base(ctx: Ctx) -> str:
     return base_url(ctx.request, ctx.settings.base_url)
 
 
+def _manages_users(ctx: Ctx) -> bool:
+    return ctx.user.has_any(*USER_MANAGEMENT)
+
+
 def _private(ctx: Ctx, user: User) -> bool:
-    return ctx.user.is_super or ctx.user.id == user.id or ctx.user.has_any("F_USER_VIEW", "F_USER_ADD")
+    return ctx.user.id == user.id or _manages_users(ctx)
 
 
 @router.get("/users")
@@ -239,7 +250,7 @@ def list_users(ctx: CtxDep) -> Response:
     return _list(
         ctx,
         model=User,
-        props=USER_PROPS,
+        props=USER_PROPS if _manages_users(ctx) else PUBLIC_USER_PROPS,
         key="users",
         present=lambda u: user_dict(ctx.session, u, base, private=_private(ctx, u)),
     )
@@ -332,8 +343,9 @@ def _lookup(ctx: Ctx, query: str, restrict: ColumnElement[bool] | None = None) -
             or_(
                 func.lower(User.username).contains(term, autoescape=True),
                 func.lower(_display(User)).contains(term, autoescape=True),
-                func.lower(func.coalesce(User.email, "")).contains(term, autoescape=True),
                 User.uid == query.strip(),
+                # Matching by email tells who has an address: only for those who may read it.
+                *([func.lower(func.coalesce(User.email, "")).contains(term, autoescape=True)] if _manages_users(ctx) else []),
             )
         )
     if restrict is not None:

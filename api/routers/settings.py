@@ -9,11 +9,12 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from api.bodies import parse_json
+from api.bodies import media_type, parse_json
 from api.deps import Ctx, CtxDep
 from api.render import respond, respond_message
 from messaging import directory
 from messaging.errors import BadRequest, Forbidden, NotFound
+from messaging.ids import is_uid
 from messaging.models import UserGroup
 
 router = APIRouter(prefix="/api", tags=["settings"])
@@ -139,15 +140,23 @@ def get_feedback_recipients(ctx: CtxDep) -> Response:
     return respond(ctx.request, _feedback(ctx), xml_root="userGroup")
 
 
+def _group_id(request: Request, raw: bytes) -> str:
+    """The group id of a feedback-recipients body: plain text, a JSON string or a JSON `{"id": ...}`."""
+    text: Any = raw.decode("utf-8", errors="replace").strip()
+    if media_type(request).endswith("json") or text[:1] in ('"', "{", "["):
+        parsed = parse_json(raw, BadRequest)
+        text = parsed.get("id") if isinstance(parsed, dict) else parsed
+    if not isinstance(text, str) or not is_uid(text):
+        raise BadRequest("Request body must be a user group id, as text, a JSON string or an object with an `id`.")
+    return text
+
+
 @router.post("/configuration/feedbackRecipients")
 def set_feedback_recipients(ctx: CtxDep, raw: Body) -> Response:
     """Set the feedback-recipients group from a group UID body (DECISIONS #13)."""
     if not ctx.user.has_any(SYSTEM_SETTING_AUTHORITY):
         raise Forbidden(f"Access is denied, requires one Authority from [{SYSTEM_SETTING_AUTHORITY}]")
-    text = raw.decode("utf-8", errors="replace").strip()
-    if text.startswith('"') or text.startswith("{"):
-        parsed = parse_json(raw, BadRequest)
-        text = parsed.get("id", "") if isinstance(parsed, dict) else str(parsed)
+    text = _group_id(ctx.request, raw)
     group = ctx.session.scalar(select(UserGroup).where(UserGroup.uid == text))
     if group is None:
         raise NotFound(f"UserGroup with id {text} could not be found.", error_code="E1005")

@@ -10,3 +10,7 @@ ADMIN, MOBILE, ALICE, IBRAHIM, FATMATA, MOHAMED = (
     "awtnYWiVEd5",
     "Kh68cDMwZsg",
 )
+
+# Groups and organisation units: every id names one object only (DHIS2's doc reuses DiszpKrYNg8 for both).
+FIELD_WORKERS, NGELEHUN_STAFF, FEEDBACK_GROUP = "ZoHNWQajIoe", "EzMMCXOSPpJ", "QYrzIjSfI8z"
+NGELEHUN_CHC = "DiszpKrYNg8"
