@@ -18,7 +18,19 @@ from api.auth import Authenticator
 from api.deps import HeraldState
 from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
 from api.render import respond_message
-from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
+from api.routers import (
+    apps,
+    auth,
+    directory,
+    file_resources,
+    message_conversations,
+    metadata,
+    settings,
+    shell,
+    system,
+    validation_results,
+    validation_rules,
+)
 from api.routers import deliveries as delivery_routes
 from api.routers import tickets as ticket_routes
 from messaging.attachments import MAX_ATTACHMENT_BYTES
@@ -67,7 +79,7 @@ def create_app(
     # message_conversations' /{uid} and /{uid}/{user}; shell and auth claim /dhis-web-commons* before apps.
     for module in (
         ticket_routes, file_resources, message_conversations, directory, settings, metadata, system, auth, shell, apps,
-        delivery_routes,
+        delivery_routes, validation_results, validation_rules,
     ):
         app.include_router(module.router)
     _install_error_handlers(app)

@@ -67,6 +67,8 @@ from messaging.models import (
     UserSetting,
     utcnow,
 )
+from messaging.validation import notification as validation_notification
+from messaging.validation import rendering as validation_rendering
 
 EMAIL, SMS = "email", "sms"
 CHANNELS = (EMAIL, SMS)
@@ -132,8 +134,13 @@ def create_for_event(
     ]
 
 
-def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Select[Any], int, int | None] | None:
-    """(recipients as SELECT user_id, message id, user to leave out), or None: nobody is notified."""
+def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Select[Any], int | None, int | None] | None:
+    """(recipients as SELECT user_id, message id, user to leave out), or None: nobody is notified.
+
+    A message id of None: the SELECT names each row's message too (message_id, user_id).
+    """
+    if kind == outbox.VALIDATION_RESULTS:
+        return validation_notification.delivery_recipients(payload), None, None
     if kind == outbox.CONVERSATION_CREATED:
         recipients = fanout.recipients_select(payload["users"], payload["groups"], payload["org_units"])
         message_id = payload.get("message_id") or conn.scalar(
@@ -153,7 +160,7 @@ def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Sel
 
 
 def _insert(
-    conn: Connection, message_id: int, recipients: Select[Any], channel: str, exclude: int | None, *, enqueued: bool
+    conn: Connection, message_id: int | None, recipients: Select[Any], channel: str, exclude: int | None, *, enqueued: bool
 ) -> list[int]:
     """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason; the QUEUED ids."""
     key = OPT_IN_KEYS[channel]
@@ -167,7 +174,7 @@ def _insert(
     source = recipients.subquery()
     rows = (
         select(
-            literal(message_id, Integer),
+            literal(message_id, Integer) if message_id is not None else source.c.message_id,
             User.id,
             literal(channel, String),
             case((opted_out, DeliveryStatus.SKIPPED.value), (address.is_(None), DeliveryStatus.SKIPPED.value), else_=_Q),
@@ -374,11 +381,16 @@ def _claim_of(row: Any, now: datetime, channel: str, base_url: str | None) -> Cl
         recipient_name=_name(row.recipient_first, row.recipient_surname, row.recipient_username),
         address=row.address,
         subject=row.subject,
-        text=fit_text(row.text or "", limit),
+        text=fit_text(_sms_body(row.text or "", row.message_type) if channel == SMS else row.text or "", limit),
         sender_name=sender,
         conversation_url=conversation_url(base_url, row.message_type, row.conversation_uid),
     )
     return Claim(row.id, now, attempt, draft)
+
+
+def _sms_body(text: str, message_type: str) -> str:
+    # DHIS2's SMS sender sends a validation summary's first line only.
+    return validation_rendering.sms_text(text) if message_type == "VALIDATION_RESULT" else text
 
 
 def _name(first: str | None, surname: str | None, username: str) -> str:

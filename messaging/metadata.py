@@ -20,14 +20,16 @@ from messaging.models import (
     UserRoleMember,
 )
 from messaging.passwords import hash_password
+from messaging.validation import metadata as validation_metadata
 
 KLASS = {
     "organisationUnits": "org.hisp.dhis.organisationunit.OrganisationUnit",
     "userRoles": "org.hisp.dhis.user.UserRole",
     "users": "org.hisp.dhis.user.User",
     "userGroups": "org.hisp.dhis.user.UserGroup",
+    **validation_metadata.KLASS,
 }
-ORDER = ("organisationUnits", "userRoles", "users", "userGroups")
+ORDER = ("organisationUnits", "userRoles", "users", "userGroups", *validation_metadata.ORDER)
 # Text properties held in length-limited columns: (model, {property: column}).
 LIMITED = {
     "organisationUnits": (OrganisationUnit, {"name": "name", "shortName": "short_name"}),
@@ -147,7 +149,10 @@ class _Importer:
                 uid = item.get("id")
                 if uid is not None and not is_uid(uid):
                     report.error("E4014", f"Invalid UID `{uid}` for property `{KLASS[key]}`", "id")
-                getattr(self, f"_check_{key}")(item, report)
+                if key in validation_metadata.KLASS:
+                    validation_metadata.check(self, key, item, report)
+                else:
+                    getattr(self, f"_check_{key}")(item, report)
 
     def _check_lengths(self, key: str, item: Mapping[str, Any], report: ObjectReport) -> None:
         model, columns = LIMITED[key]
@@ -268,6 +273,7 @@ class _Importer:
                 for user_id in dict.fromkeys(self._ids(User, members)):
                     self.session.add(UserGroupMember(group_id=group.id, user_id=user_id))
         self.session.flush()
+        validation_metadata.write(self)
 
     def _write_user(self, item: dict[str, Any]) -> None:
         user = self._existing_user(item)
