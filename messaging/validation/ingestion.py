@@ -181,5 +181,5 @@ def _ids(session: Session, model: Any, uids: set[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     ordered = sorted(uids)
     for part in chunks(ordered):
-        found.update(session.execute(select(model.uid, model.id).where(model.uid.in_(part))).tuples())
+        found.update(session.execute(select(model.uid, model.id).where(model.uid.in_(part))).all())
     return found

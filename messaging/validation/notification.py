@@ -179,7 +179,7 @@ def _send_single(conn: Connection, batch: str, pairs: list[Pair], now: datetime)
     result_ids = sorted({p.result_id for p in pairs})
     for start in range(0, len(result_ids), CLAIM_CHUNK):
         chunk = result_ids[start : start + CLAIM_CHUNK]
-        known.update(conn.execute(select(VN.c.result_id, VN.c.template_id).where(VN.c.result_id.in_(chunk))).tuples())
+        known.update(conn.execute(select(VN.c.result_id, VN.c.template_id).where(VN.c.result_id.in_(chunk))).all())
     fresh = [p for p in pairs if (p.result_id, p.template_id) not in known]
     if not fresh:
         return 0
