@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Select, false, insert, literal, not_, select, true, update
+from sqlalchemy import Connection, Select, Table, false, insert, literal, not_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from messaging.ids import new_uid
@@ -40,7 +40,7 @@ from messaging.validation.models import (
 )
 
 CLAIM_CHUNK = 2000
-VN = ValidationNotification.__table__
+VN = cast(Table, ValidationNotification.__table__)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def _add_inbox_rows(conn: Connection, source: Select[Any], now: datetime) -> Non
 
 def _send_single(conn: Connection, batch: str, pairs: list[Pair], now: datetime) -> int:
     """One conversation per (result, template) not notified before; returns the parts used."""
-    known = set()
+    known: set[tuple[int, int]] = set()
     result_ids = sorted({p.result_id for p in pairs})
     for start in range(0, len(result_ids), CLAIM_CHUNK):
         chunk = result_ids[start : start + CLAIM_CHUNK]
@@ -222,8 +222,8 @@ def _send_summaries(conn: Connection, batch: str, pairs: list[Pair], now: dateti
         for user_id in users_of.get(key, ()):
             keys_of_user[user_id].add(key)
     groups: dict[frozenset[recipients.Key], list[int]] = defaultdict(list)
-    for user_id, keys in keys_of_user.items():
-        groups[frozenset(keys)].append(user_id)
+    for user_id, user_keys in keys_of_user.items():
+        groups[frozenset(user_keys)].append(user_id)
     if not groups:
         return
     ordered = sorted(groups.items(), key=lambda item: sorted(item[1])[0])
@@ -250,11 +250,12 @@ def _send_summaries(conn: Connection, batch: str, pairs: list[Pair], now: dateti
 
 def delivery_recipients(payload: dict[str, Any]) -> Select[Any]:
     """(message_id, user_id) of every inbox row a notification run created: who gets email and SMS."""
-    return (
+    statement = (
         select(Message.id.label("message_id"), UserMessage.user_id)
         .select_from(VN)
         .join(Message, Message.conversation_id == VN.c.conversation_id)
         .join(UserMessage, UserMessage.conversation_id == VN.c.conversation_id)
         .where(VN.c.batch == payload["batch"])
     )
+    return cast(Select[Any], statement)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.orm import Session, aliased
@@ -111,10 +111,11 @@ def template_dict(session: Session, template: ValidationNotificationTemplate, ba
 
 def results_select(where: ColumnElement[bool] | None) -> Select[Any]:
     """Results with their rule and org unit (the joins the filters name)."""
-    statement = (
+    statement = cast(
+        Select[Any],
         select(Result, _RULE.uid, _RULE.name, _UNIT.uid, _UNIT.name)
         .join(_RULE, _RULE.id == Result.rule_id)
-        .join(_UNIT, _UNIT.id == Result.org_unit_id)
+        .join(_UNIT, _UNIT.id == Result.org_unit_id),
     )
     return statement.where(where) if where is not None else statement
 
@@ -150,7 +151,8 @@ def delete_results(session: Session, where: ColumnElement[bool] | None) -> int:
     ids = select(Result.id).join(_RULE, _RULE.id == Result.rule_id).join(_UNIT, _UNIT.id == Result.org_unit_id)
     if where is not None:
         ids = ids.where(where)
-    return session.execute(delete(Result).where(Result.id.in_(ids))).rowcount or 0
+    outcome: Any = session.execute(delete(Result).where(Result.id.in_(ids)))
+    return int(outcome.rowcount or 0)
 
 
 def by_uid(session: Session, model: Any, uid: str) -> Any:
