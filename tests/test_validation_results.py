@@ -35,16 +35,16 @@ def post_results(server: LiveServer, body: Any, user: str = "admin") -> Any:
         return client.post("/api/validationResults", json=body)
 
 
-def test_a_single_notification_renders_every_variable_and_goes_to_the_template_groups(server: LiveServer) -> None:
-    with server.client() as client:
+def test_a_single_notification_renders_every_variable_and_goes_to_the_template_groups(any_server: LiveServer) -> None:
+    with any_server.client() as client:
         import_metadata(client, [template("VntSingle01", [RULE_HIGH], [TEAM], "SINGLE_NOTIFICATION")])
-    response = post_results(server, [result(RULE_HIGH)])
+    response = post_results(any_server, [result(RULE_HIGH)])
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["message"] == "Import was successful."
     assert body["response"]["importCount"] == {"imported": 1, "updated": 0, "ignored": 0, "deleted": 0}
-    settle(server)
-    [conversation] = validation_conversations(server.engine)
+    settle(any_server)
+    [conversation] = validation_conversations(any_server.engine)
     assert conversation["subject"] == "ANC visits above expected at Ngelehun CHC"
     assert conversation["text"] == "ANC 1st visits 12.0 <= 10.0 in 202401"
     assert conversation["priority"] == "HIGH" and conversation["status"] == "OPEN"
@@ -52,16 +52,16 @@ def test_a_single_notification_renders_every_variable_and_goes_to_the_template_g
     assert conversation["users"] == {"alice": False, "ibrahim": False, "mohamed": False, "admin": False}
 
 
-def test_a_result_posted_twice_is_stored_and_notified_once_and_the_retry_is_told_so(server: LiveServer) -> None:
-    with server.client() as client:
+def test_a_result_posted_twice_is_stored_and_notified_once_and_the_retry_is_told_so(any_server: LiveServer) -> None:
+    with any_server.client() as client:
         import_metadata(client, [template("VntSingle01", [RULE_HIGH], [TEAM], "SINGLE_NOTIFICATION")])
-    assert post_results(server, {"validationResults": [result(RULE_HIGH)]}).status_code == 200
-    again = post_results(server, [result(RULE_HIGH), result(RULE_HIGH, period="2024W05"), result(RULE_HIGH, period="2024W5")])
+    assert post_results(any_server, {"validationResults": [result(RULE_HIGH)]}).status_code == 200
+    again = post_results(any_server, [result(RULE_HIGH), result(RULE_HIGH, period="2024W05"), result(RULE_HIGH, period="2024W5")])
     assert again.json()["response"]["importCount"]["imported"] == 1
     assert again.json()["response"]["importCount"]["ignored"] == 2
-    settle(server)
-    assert len(validation_conversations(server.engine)) == 2
-    with server.client() as client:
+    settle(any_server)
+    assert len(validation_conversations(any_server.engine)) == 2
+    with any_server.client() as client:
         listed = client.get("/api/validationResults", params={"filter": "period:eq:2024W5"}).json()
     assert [r["period"]["id"] for r in listed["validationResults"]] == ["2024W5"]
 
@@ -126,8 +126,8 @@ def test_posting_results_needs_all_or_f_run_validation(server: LiveServer) -> No
         assert client.delete("/api/validationResults").status_code == 403
 
 
-def test_a_collective_summary_goes_once_to_each_distinct_set_of_recipients_with_dhis2s_texts(server: LiveServer) -> None:
-    with server.client() as client:
+def test_a_collective_summary_goes_once_to_each_distinct_set_of_recipients_with_dhis2s_texts(any_server: LiveServer) -> None:
+    with any_server.client() as client:
         import_metadata(
             client,
             [
@@ -135,9 +135,9 @@ def test_a_collective_summary_goes_once_to_each_distinct_set_of_recipients_with_
                 template("VntSummary2", [RULE_MEDIUM], [CHIEFS], "COLLECTIVE_SUMMARY"),
             ],
         )
-    post_results(server, [result(RULE_LOW), result(RULE_HIGH, org_unit=BO), result(RULE_MEDIUM)])
-    settle(server)
-    conversations = validation_conversations(server.engine)
+    post_results(any_server, [result(RULE_LOW), result(RULE_HIGH, org_unit=BO), result(RULE_MEDIUM)])
+    settle(any_server)
+    conversations = validation_conversations(any_server.engine)
     assert len(conversations) == 2
     by_users = {frozenset(c["users"]): c for c in conversations}
     team = by_users[frozenset({"alice", "ibrahim", "admin"})]
@@ -153,15 +153,15 @@ def test_a_collective_summary_goes_once_to_each_distinct_set_of_recipients_with_
     assert mohamed["text"].startswith("Violations: High 1, medium 1, low 1\n\n")
 
 
-def test_hierarchy_only_keeps_members_at_the_result_org_unit_or_above(server: LiveServer) -> None:
-    with server.client() as client:
+def test_hierarchy_only_keeps_members_at_the_result_org_unit_or_above(any_server: LiveServer) -> None:
+    with any_server.client() as client:
         import_metadata(
             client,
             [template("VntHierarc1", [RULE_HIGH], [TEAM], "SINGLE_NOTIFICATION", notifyUsersInHierarchyOnly=True)],
         )
-    post_results(server, [result(RULE_HIGH, org_unit=NGELEHUN), result(RULE_HIGH, org_unit=NJANDAMA)])
-    settle(server)
-    users = sorted(sorted(c["users"]) for c in validation_conversations(server.engine))
+    post_results(any_server, [result(RULE_HIGH, org_unit=NGELEHUN), result(RULE_HIGH, org_unit=NJANDAMA)])
+    settle(any_server)
+    users = sorted(sorted(c["users"]) for c in validation_conversations(any_server.engine))
     # Alice sits at Ngelehun, Ibrahim at Njandama, Mohamed at Bo, admin at Sierra Leone.
     assert users == [["admin", "alice", "mohamed"], ["admin", "ibrahim", "mohamed"]]
 
@@ -205,12 +205,12 @@ def test_current_date_description_and_org_unit_variables_render(server: LiveServ
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", today)
 
 
-def test_results_list_filters_pages_and_deletes_like_dhis2(server: LiveServer) -> None:
-    with server.client() as client:
+def test_results_list_filters_pages_and_deletes_like_dhis2(any_server: LiveServer) -> None:
+    with any_server.client() as client:
         import_metadata(client, [template("VntSingle01", [RULE_HIGH], [TEAM], "SINGLE_NOTIFICATION")])
-        post_results(server, [result(RULE_HIGH, period=p) for p in ("202401", "202402", "2024Q1")])
-        post_results(server, [result(RULE_LOW)])  # no template: never notified
-        settle(server)
+        post_results(any_server, [result(RULE_HIGH, period=p) for p in ("202401", "202402", "2024Q1")])
+        post_results(any_server, [result(RULE_LOW)])  # no template: never notified
+        settle(any_server)
         sent = client.get("/api/validationResults", params={"filter": "notificationSent:eq:true", "pageSize": 2}).json()
         assert sent["pager"]["total"] == 3 and len(sent["validationResults"]) == 2
         unsent = client.get("/api/validationResults", params={"filter": "notificationSent:eq:false"}).json()
