@@ -88,6 +88,7 @@ def create_app(
         "/api/apps": config.max_app_bytes + UPLOAD_OVERHEAD_BYTES,
         "/api/fileResources": upload_limit,
         "/api/messageConversations/attachments": upload_limit,
+        "/api/validationResults": config.validation_max_body_bytes,
     }
     # Outermost first: paths are rewritten before the body limit picks its limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, limits=limits)

@@ -159,15 +159,22 @@ def _inbox_insert(conn: Connection) -> Any:
 _INBOX_COLUMNS = ["conversation_id", "user_id", "read", "follow_up", "last_message", "message_type"]
 
 
-def _add_inbox_rows(conn: Connection, source: Select[Any], now: datetime) -> None:
-    """INSERT ... SELECT unread VALIDATION_RESULT inbox rows for (conversation_id, user_id) rows."""
+def _add_inbox_rows(conn: Connection, source: Select[Any], now: datetime, *, distinct: bool = False) -> None:
+    """INSERT ... SELECT unread VALIDATION_RESULT inbox rows for (conversation_id, user_id) rows.
+
+    ``distinct``: the rows are known to be distinct and the conversations new (this transaction's),
+    so a plain INSERT cannot conflict and skips ON CONFLICT's speculative insertion.
+    """
     sub = source.subquery()
     rows = select(
         sub.c.conversation_id, sub.c.user_id, false(), false(), literal(now), literal(MessageType.VALIDATION_RESULT.value)
-    ).where(true())  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
+    )
+    if distinct:
+        conn.execute(insert(UserMessage).from_select(_INBOX_COLUMNS, rows))
+        return
     statement = (
         _inbox_insert(conn)
-        .from_select(_INBOX_COLUMNS, rows)
+        .from_select(_INBOX_COLUMNS, rows.where(true()))  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
         .on_conflict_do_nothing(index_elements=["conversation_id", "user_id"])
     )
     conn.execute(statement)
@@ -194,6 +201,7 @@ def _send_single(conn: Connection, batch: str, pairs: list[Pair], now: datetime)
     mine = select(VN.c.conversation_id, VN.c.template_id, VN.c.result_id).where(
         VN.c.batch == batch, VN.c.result_id.is_not(None)
     ).subquery()
+    _add_inbox_rows(conn, recipients.plain_recipients(mine), now, distinct=True)
     for source in recipients.pair_recipients(mine):
         _add_inbox_rows(conn, source, now)
     return len(fresh)

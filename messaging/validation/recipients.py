@@ -31,10 +31,26 @@ def in_hierarchy(result_unit: Any, user_unit: Any) -> Any:
     return or_(result_unit.path == user_unit.path, result_unit.path.like(user_unit.path + "/%"))
 
 
-def pair_recipients(pairs: Any) -> list[Select[Any]]:
-    """SELECTs of (conversation_id, user_id) for rows of ``pairs`` (conversation_id, template_id, result_id).
+def plain_recipients(pairs: Any) -> Select[Any]:
+    """(conversation_id, user_id) for the ``pairs`` whose templates notify their groups' members as they are.
 
-    One SELECT per recipient mode; a user may come out twice (two groups), so insert with ON CONFLICT.
+    Members are de-duplicated per template before the join, so no (conversation, user) comes out twice.
+    """
+    members = (
+        select(TemplateGroup.template_id, UserGroupMember.user_id)
+        .join(UserGroupMember, UserGroupMember.group_id == TemplateGroup.group_id)
+        .join(T, T.id == TemplateGroup.template_id)
+        .where(T.notify_users_in_hierarchy_only.is_(false()), T.notify_parent_org_unit_only.is_(false()))
+        .distinct()
+        .subquery()
+    )
+    return select(pairs.c.conversation_id, members.c.user_id).join(members, members.c.template_id == pairs.c.template_id)
+
+
+def pair_recipients(pairs: Any) -> list[Select[Any]]:
+    """SELECTs of (conversation_id, user_id) for rows of ``pairs`` whose templates restrict their recipients.
+
+    One SELECT per mode (hierarchy only, parent only); a user may come out twice, so insert with ON CONFLICT.
     """
     base = (
         select(pairs.c.conversation_id, UserGroupMember.user_id)
@@ -42,7 +58,6 @@ def pair_recipients(pairs: Any) -> list[Select[Any]]:
         .join(TemplateGroup, TemplateGroup.template_id == pairs.c.template_id)
         .join(UserGroupMember, UserGroupMember.group_id == TemplateGroup.group_id)
     )
-    plain = base.where(T.notify_users_in_hierarchy_only.is_(false()), T.notify_parent_org_unit_only.is_(false()))
     hierarchy = (
         base.join(ValidationResult, ValidationResult.id == pairs.c.result_id)
         .join(_RESULT_UNIT, _RESULT_UNIT.id == ValidationResult.org_unit_id)
@@ -60,7 +75,7 @@ def pair_recipients(pairs: Any) -> list[Select[Any]]:
         .join(_PARENT_OU, _PARENT_OU.org_unit_id == _MEMBER_UNIT.parent_id)
         .where(T.notify_users_in_hierarchy_only.is_(false()), T.notify_parent_org_unit_only.is_(true()))
     )
-    return [plain, hierarchy, parents]
+    return [hierarchy, parents]
 
 
 Key = tuple[int, int | None]  # (template id, result org unit id when the template is hierarchy-only)
