@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -13,18 +14,21 @@ from tests.support.validation import (
     ADMIN,
     BO,
     CHIEFS,
+    GROUPS,
     MOHAMED,
     NGELEHUN,
     NJANDAMA,
     RULE_HIGH,
     RULE_LOW,
     RULE_MEDIUM,
+    RULES,
     TEAM,
     import_metadata,
     result,
     template,
     validation_conversations,
 )
+from tests.test_cli import clean_env, run
 
 pytestmark = pytest.mark.usefixtures("drain_outbox_after_each_test")
 
@@ -296,3 +300,16 @@ def test_validation_metadata_is_all_or_nothing(server: LiveServer) -> None:
         assert "Invalid reference [NoSuchRule1] (ValidationRule) on object property `validationRules`" in errors
         assert any("sendStrategy" in e for e in errors)
         assert client.get("/api/validationRules/VrOk0000001").status_code == 404
+
+
+def test_herald_import_takes_validation_rules_and_templates(tmp_path: Any) -> None:
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path}/herald.db")
+    assert run("db", "upgrade", env=env).returncode == 0
+    payload = tmp_path / "validation.json"
+    payload.write_text(json.dumps({
+        "userGroups": [{**g, "users": []} for g in GROUPS], "validationRules": RULES,
+        "validationNotificationTemplates": [template("VntCli00001", [RULE_HIGH], [TEAM], "COLLECTIVE_SUMMARY")],
+    }))
+    result = run("import", str(payload), env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["stats"]["created"] == 2 + 3 + 1
