@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from messaging import outbox
@@ -100,21 +100,50 @@ def store_results(session: Session, entries: Sequence[Any]) -> ImportSummary:
             duplicates += 1  # the same result twice in one request: stored once
             continue
         rows[key] = row
-    inserted: list[int] = []
-    if rows:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(ValidationResult).on_conflict_do_nothing(index_elements=list(KEY)).returning(ValidationResult.id)
-        )
-        values = list(rows.values())
-        for part in chunks(values, 2000):
-            inserted.extend(session.execute(statement, list(part)).scalars())
+    inserted = _insert(session, list(rows.values()))
     summary.imported = len(inserted)
     summary.ignored = len(rows) - len(inserted) + duplicates
     summary.result_ids = sorted(inserted)
     if inserted:
         stage_notification(session, summary.result_ids)
     return summary
+
+
+# PostgreSQL: one statement over arrays, whatever the count (a multi-row VALUES of 10,000 results
+# costs more to build and parse than to run). Elsewhere: the portable executemany, same ON CONFLICT.
+_INSERT_PG = text(
+    """
+    INSERT INTO validation_results
+        (rule_id, period, org_unit_id, attribute_option_combo, left_value, right_value, day_in_period,
+         notification_sent, created)
+    SELECT r, p, o, a, l, rv, d, false, :now
+    FROM unnest(CAST(:rules AS BIGINT[]), CAST(:periods AS VARCHAR[]), CAST(:units AS BIGINT[]),
+                CAST(:combos AS VARCHAR[]), CAST(:lefts AS FLOAT8[]), CAST(:rights AS FLOAT8[]),
+                CAST(:days AS INTEGER[])) AS t(r, p, o, a, l, rv, d)
+    ON CONFLICT (rule_id, period, org_unit_id, attribute_option_combo) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert the rows not stored yet; the ids of those inserted."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        params = {
+            "now": rows[0]["created"],
+            "rules": [r["rule_id"] for r in rows], "periods": [r["period"] for r in rows],
+            "units": [r["org_unit_id"] for r in rows], "combos": [r["attribute_option_combo"] for r in rows],
+            "lefts": [r["left_value"] for r in rows], "rights": [r["right_value"] for r in rows],
+            "days": [r["day_in_period"] for r in rows],
+        }
+        return list(session.execute(_INSERT_PG, params).scalars())
+    statement = sqlite.insert(ValidationResult).on_conflict_do_nothing(index_elements=list(KEY)).returning(ValidationResult.id)
+    inserted: list[int] = []
+    for part in chunks(rows, 2000):
+        inserted.extend(session.execute(statement, list(part)).scalars())
+    return inserted
 
 
 def stage_notification(session: Session, result_ids: list[int] | None) -> str:
