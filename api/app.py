@@ -18,21 +18,11 @@ from api.auth import Authenticator
 from api.deps import HeraldState
 from api.middleware import ApiPathMiddleware, BodyLimitMiddleware
 from api.render import respond_message
-from api.routers import (
-    apps,
-    auth,
-    directory,
-    file_resources,
-    message_conversations,
-    metadata,
-    settings,
-    shell,
-    system,
-    validation_results,
-    validation_rules,
-)
+from api.routers import apps, auth, directory, file_resources, message_conversations, metadata, settings, shell, system
 from api.routers import deliveries as delivery_routes
 from api.routers import tickets as ticket_routes
+from api.routers import validation_results as validation_result_routes
+from api.routers import validation_rules as validation_rule_routes
 from messaging.attachments import MAX_ATTACHMENT_BYTES
 from messaging.db import make_engine, make_sessionmaker
 from messaging.errors import HeraldError, Unauthorized
@@ -79,7 +69,7 @@ def create_app(
     # message_conversations' /{uid} and /{uid}/{user}; shell and auth claim /dhis-web-commons* before apps.
     for module in (
         ticket_routes, file_resources, message_conversations, directory, settings, metadata, system, auth, shell, apps,
-        delivery_routes, validation_results, validation_rules,
+        delivery_routes, validation_result_routes, validation_rule_routes,
     ):
         app.include_router(module.router)
     _install_error_handlers(app)
