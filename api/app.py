@@ -26,6 +26,8 @@ from api.routers import observability as observability_routes
 from api.routers import ops as ops_routes
 from api.routers import ops_workers as ops_worker_routes
 from api.routers import tickets as ticket_routes
+from api.routers import validation_results as validation_result_routes
+from api.routers import validation_rules as validation_rule_routes
 from api.security_headers import SecurityHeadersMiddleware
 from api.trusted_host import TrustedHostMiddleware
 from messaging.attachments import MAX_ATTACHMENT_BYTES
@@ -73,7 +75,8 @@ def create_app(
     # message_conversations' /{uid} and /{uid}/{user}; shell and auth claim /dhis-web-commons* before apps.
     for module in (
         ticket_routes, file_resources, message_conversations, directory, settings, metadata, system, auth, shell, apps,
-        delivery_routes, ops_routes, observability_routes, ops_worker_routes,
+        delivery_routes, ops_routes, observability_routes, ops_worker_routes, validation_result_routes,
+        validation_rule_routes,
     ):
         app.include_router(module.router)
     openapi.install(app)
@@ -83,6 +86,7 @@ def create_app(
         "/api/apps": config.max_app_bytes + UPLOAD_OVERHEAD_BYTES,
         "/api/fileResources": upload_limit,
         "/api/messageConversations/attachments": upload_limit,
+        "/api/validationResults": config.validation_max_body_bytes,
     }
     # Outermost first: paths are rewritten before the body limit picks its limit.
     app.state.http_metrics = HttpMetrics()

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from messaging.directory import FEEDBACK_RECIPIENTS_KEY, set_system_setting
 from messaging.metadata import import_metadata
 from messaging.models import Conversation, Message, MessageType, User, UserMessage, utcnow
+from messaging.validation.demo import load_validation_demo
 
 PASSWORD = "district"  # noqa: S105 - the demo password the DHIS2 doc uses
 ADMIN, MOBILE = "xE7jOejl9FI", "PhzytPW3g2J"
@@ -120,4 +121,5 @@ def load_demo(session: Session) -> bool:
                 )
             )
     session.flush()
+    wrote = load_validation_demo(session) or wrote
     return wrote

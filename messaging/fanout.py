@@ -45,6 +45,7 @@ from messaging.models import (
     UserRoleMember,
     utcnow,
 )
+from messaging.validation.notification import notify_results
 
 # Called after an event's inbox work, in the same transaction: email/SMS deliveries hook in here.
 # Runs inside the event's transaction; what it returns (if anything) runs once that has committed.
@@ -214,5 +215,6 @@ _HANDLERS: dict[str, Callable[[Connection, dict[str, Any]], None]] = {
     outbox.CONVERSATION_CREATED: _conversation_created,
     outbox.MESSAGE_REPLIED: _message_replied,
     outbox.RECIPIENTS_ADDED: _recipients_added,
+    outbox.VALIDATION_RESULTS: notify_results,
 }
 

@@ -24,14 +24,16 @@ from messaging.models import (
     WebSession,
 )
 from messaging.passwords import hash_passwords
+from messaging.validation import metadata as validation_metadata
 
 KLASS = {
     "organisationUnits": "org.hisp.dhis.organisationunit.OrganisationUnit",
     "userRoles": "org.hisp.dhis.user.UserRole",
     "users": "org.hisp.dhis.user.User",
     "userGroups": "org.hisp.dhis.user.UserGroup",
+    **validation_metadata.KLASS,
 }
-ORDER = ("organisationUnits", "userRoles", "users", "userGroups")
+ORDER = ("organisationUnits", "userRoles", "users", "userGroups", *validation_metadata.ORDER)
 # Text properties held in length-limited columns: (model, {property: column}).
 LIMITED = {
     "organisationUnits": (OrganisationUnit, {"name": "name", "shortName": "short_name"}),
@@ -163,7 +165,10 @@ class _Importer:
                 uid = item.get("id")
                 if uid is not None and not is_uid(uid):
                     report.error("E4014", f"Invalid UID `{uid}` for property `{KLASS[key]}`", "id")
-                getattr(self, f"_check_{key}")(item, report)
+                if key in validation_metadata.KLASS:
+                    validation_metadata.check(self, key, item, report)
+                else:
+                    getattr(self, f"_check_{key}")(item, report)
                 if self.importer is not None and not self.importer.is_super:
                     getattr(self, f"_authorize_{key}", lambda _i, _r: None)(item, report)
 
@@ -353,6 +358,7 @@ class _Importer:
                 for user_id in dict.fromkeys(self._ids(User, members)):
                     self.session.add(UserGroupMember(group_id=group.id, user_id=user_id))
         self.session.flush()
+        validation_metadata.write(self)
 
     def _write_user(self, item: dict[str, Any], password_hash: str | None) -> None:
         user = self._existing_user(item)

@@ -399,6 +399,9 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+# --- validation (issue 10): its tables live in messaging/validation/models.py ---
+from messaging.validation import models as _validation_models  # noqa: E402,F401
+
 # --- security (issue 8): models of this concern go below ---
 
 

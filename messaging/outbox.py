@@ -15,7 +15,8 @@ from messaging.models import OutboxEvent, utcnow
 CONVERSATION_CREATED = "conversation.created"
 MESSAGE_REPLIED = "message.replied"
 RECIPIENTS_ADDED = "conversation.recipients_added"
-KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED})
+VALIDATION_RESULTS = "validation.results"  # notify validation results (messaging.validation.notification)
+KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED, VALIDATION_RESULTS})
 
 
 def stage(session: Session, kind: str, payload: dict[str, Any]) -> OutboxEvent:

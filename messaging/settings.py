@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # (spacer)
 
     # --- validation-result notifications (issue 10) ---
+    validation_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_VALIDATION_MAX_BODY_BYTES")
+    )  # POST /api/validationResults: 10,000 results are about 1.5 MB
 
     # (spacer)
 

@@ -18,6 +18,7 @@ from messaging.deliveries.states import DELIVERIES as _T
 from messaging.deliveries.states import DUE, SENDING, SMS, USERS, sql_in
 from messaging.directory import SYSTEM_SETTING_DEFAULTS
 from messaging.models import Conversation, Message, SystemSetting, utcnow
+from messaging.validation import rendering as validation_rendering
 
 SMS_MAX_LENGTH_KEY = "keySmsMaxLength"
 SMS_HARD_LIMIT = 1600  # the longest body an SMS provider (Twilio) takes; keySmsMaxLength is capped to it
@@ -192,11 +193,16 @@ def _claim_of(row: Any, now: datetime, channel: str, base_url: str | None) -> Cl
         recipient_name=_name(row.recipient_first, row.recipient_surname, row.recipient_username),
         address=row.address,
         subject=row.subject,
-        text=fit_text(row.text or "", limit),
+        text=fit_text(_sms_body(row.text or "", row.message_type) if channel == SMS else row.text or "", limit),
         sender_name=sender,
         conversation_url=conversation_url(base_url, row.message_type, row.conversation_uid),
     )
     return Claim(row.id, now, attempt, draft)
+
+
+def _sms_body(text: str, message_type: str) -> str:
+    # DHIS2's SMS sender sends a validation summary's first line only.
+    return validation_rendering.sms_text(text) if message_type == "VALIDATION_RESULT" else text
 
 
 def _name(first: str | None, surname: str | None, username: str) -> str:

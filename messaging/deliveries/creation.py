@@ -15,6 +15,7 @@ from messaging import fanout, outbox
 from messaging.deliveries.states import CHANNELS, EMAIL, QUEUED, SKIPPED, SMS
 from messaging.directory import SYSTEM_SETTING_DEFAULTS
 from messaging.models import Delivery, Message, OutboxEvent, SystemSetting, User, UserMessage, UserSetting, utcnow
+from messaging.validation import notification as validation_notification
 
 OPT_IN_KEYS = {EMAIL: "keyMessageEmailNotification", SMS: "keyMessageSmsNotification"}
 
@@ -64,8 +65,13 @@ def create_for_event(
     ]
 
 
-def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Select[Any], int, int | None] | None:
-    """(recipients as SELECT user_id, message id, user to leave out), or None: nobody is notified."""
+def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Select[Any], int | None, int | None] | None:
+    """(recipients as SELECT user_id, message id, user to leave out), or None: nobody is notified.
+
+    A message id of None: the SELECT names each row's message too (message_id, user_id).
+    """
+    if kind == outbox.VALIDATION_RESULTS:
+        return validation_notification.delivery_recipients(payload), None, None
     if kind == outbox.CONVERSATION_CREATED:
         recipients = fanout.recipients_select(payload["users"], payload["groups"], payload["org_units"])
         message_id = payload.get("message_id") or conn.scalar(
@@ -85,7 +91,7 @@ def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Sel
 
 
 def _insert(
-    conn: Connection, message_id: int, recipients: Select[Any], channel: str, exclude: int | None, *, enqueued: bool
+    conn: Connection, message_id: int | None, recipients: Select[Any], channel: str, exclude: int | None, *, enqueued: bool
 ) -> list[int]:
     """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason; the QUEUED ids."""
     key = OPT_IN_KEYS[channel]
@@ -99,7 +105,7 @@ def _insert(
     source = recipients.subquery()
     rows = (
         select(
-            literal(message_id, Integer),
+            literal(message_id, Integer) if message_id is not None else source.c.message_id,
             User.id,
             literal(channel, String),
             case((opted_out, SKIPPED), (address.is_(None), SKIPPED), else_=QUEUED),

@@ -1,7 +1,7 @@
 """operations: delivery attempt history, DISCARDED, and indexes for the operators' search
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-01 20:00:00.000000
 
 Every attempt of a delivery keeps a row (the recorder writes them with the outcome batch). The
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision = '0003'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

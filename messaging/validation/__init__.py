@@ -1,0 +1,1 @@
+"""Validation-result notifications: DHIS2's validation rules, templates, results and their messages."""
