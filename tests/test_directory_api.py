@@ -18,7 +18,7 @@ from messaging.models import (
     UserRoleMember,
 )
 from tests.conftest import LiveServer, wait_until
-from tests.support.demo import ADMIN, ALICE, FATMATA, IBRAHIM, MOBILE, MOHAMED
+from tests.support.demo import ADMIN, ALICE, FATMATA, IBRAHIM, MOBILE, MOHAMED, NGELEHUN_STAFF
 
 FEEDBACK_GROUP, FIELD_WORKERS = "QYrzIjSfI8z", "ZoHNWQajIoe"
 SIERRA_LEONE, BO, BADJIA, NGELEHUN, NJANDAMA, BOMBALI = (
@@ -393,7 +393,7 @@ def test_me_always_has_settings_authorities_user_groups_name_and_email(server: L
         assert set(header) == {"authorities", "email", "name", "settings"}
     assert server.client("kadi", SECRET).get("/api/me").json()["userGroups"] == []
     assert server.client("mobile").get("/api/me", params={"fields": "userGroups[id]"}).json() == {
-        "userGroups": [{"id": NGELEHUN}]
+        "userGroups": [{"id": NGELEHUN_STAFF}]
     }
 
 
