@@ -6,10 +6,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from messaging import outbox
+from messaging import outbox, participants
 from messaging.directory import Principal, is_ticket_manager, user_by_uid
 from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
 from messaging.models import (
@@ -26,6 +26,7 @@ from messaging.models import (
     UserOrgUnit,
     utcnow,
 )
+from messaging.participants import INBOX_DONE
 
 T = TypeVar("T")
 CHUNK = 1000
@@ -96,9 +97,17 @@ def has_any_recipient(session: Session, resolved: Resolved) -> bool:
     return any(session.scalar(select(check)) for check in checks)
 
 
-def get_by_uid(session: Session, uid: str) -> Conversation | None:
-    """The conversation with that UID, if any."""
-    return session.scalar(select(Conversation).where(Conversation.uid == uid))
+def get_by_uid(session: Session, uid: str, *, lock: bool = False) -> Conversation | None:
+    """The conversation with that UID, if any; `lock`: held until commit against its fan-out.
+
+    A request that changes participants or the summary locks the row as it reads it (FOR NO KEY
+    UPDATE on PostgreSQL, what an UPDATE takes anyway), so the values it writes back are fresh
+    and no fan-out of the conversation interleaves with it (see `participants.py`).
+    """
+    query = select(Conversation).where(Conversation.uid == uid)
+    if lock:
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    return session.scalar(query)
 
 
 def participant_ids(session: Session, user_id: int, conversation_ids: Sequence[int]) -> set[int]:
@@ -233,17 +242,16 @@ def start_conversation(
     session.flush()
     if sender is not None and attachments:
         link_attachments(session, sender, message, attachments)
-    if sender_id is not None:
-        # The sender always takes part, read (DHIS2 MessageServiceTest.testSendMessage).
-        session.add(
-            UserMessage(
-                conversation_id=conversation.id,
-                user_id=sender_id,
-                read=True,
-                last_message=now,
-                message_type=message_type.value,
-            )
-        )
+    # The sender always takes part, read (DHIS2 MessageServiceTest.testSendMessage); the users
+    # named directly take part at once, unread (DECISIONS #20). Groups and org units: the fan-out.
+    participants.join_new(
+        session,
+        conversation.id,
+        sender_id=sender_id,
+        named=resolved.user_ids,
+        last_message=now,
+        message_type=message_type.value,
+    )
     outbox.stage(
         session,
         outbox.CONVERSATION_CREATED,
@@ -251,7 +259,8 @@ def start_conversation(
             "conversation_id": conversation.id,
             "message_id": message.id,
             "sender_id": sender_id,
-            **resolved.payload(),
+            **resolved.payload(),  # the users stay: email and SMS go to them through the workers
+            INBOX_DONE: True,
         },
     )
     return conversation
@@ -267,8 +276,8 @@ def reply(
     attachments: Sequence[str] = (),
     meta_data: str | None = None,
 ) -> Conversation:
-    """Stage a reply: the message, the replier's inbox order, and the fan-out of unread flags."""
-    conversation = get_by_uid(session, conversation_uid)
+    """Stage a reply: the message, every inbox row it moves, and the event for email and SMS."""
+    conversation = get_by_uid(session, conversation_uid, lock=True)
     if conversation is None:
         raise NotFound(f"Message conversation does not exist: {conversation_uid}")
     if internal and not is_ticket_manager(session, actor):
@@ -290,16 +299,19 @@ def reply(
     session.flush()
     link_attachments(session, actor, message, attachments)
     if not internal:
-        # Internal messages leave the public summary alone, so they never leak (DECISIONS #9).
+        # Internal messages leave the conversation row alone, `lastUpdated` included, so their
+        # timing never shows to non-managers (DECISIONS #9; issue 8's internal-notes hole).
         conversation.last_message = now
         conversation.last_sender_id = actor.id
         conversation.message_count += 1
-    conversation.last_updated = now
+        conversation.last_updated = now
     session.execute(
         update(UserMessage)
         .where(UserMessage.conversation_id == conversation.id, UserMessage.user_id == actor.id)
         .values(last_message=now)
     )
+    # In this transaction, not the worker's: a read right after the answer is never undone.
+    participants.mark_others_unread(session, conversation.id, actor.id, now, managers_only=internal)
     outbox.stage(
         session,
         outbox.MESSAGE_REPLIED,
@@ -308,23 +320,35 @@ def reply(
             "message_id": message.id,
             "replier_id": actor.id,
             "internal": internal,
+            INBOX_DONE: True,
         },
     )
     return conversation
 
 
 def add_recipients(session: Session, *, actor: Principal, conversation_uid: str, refs: RecipientRefs) -> None:
-    """Stage new participants (unread); nobody is notified (DECISIONS #15)."""
-    conversation = get_by_uid(session, conversation_uid)
+    """Stage new participants (unread): named users at once, groups and org units by the fan-out.
+
+    Nobody is notified (DECISIONS #15). Naming a removed user brings them back; a group or org
+    unit does not bring back its removed members (DECISIONS #20).
+    """
+    conversation = get_by_uid(session, conversation_uid, lock=True)
     if conversation is None:
         raise NotFound(f"Message conversation does not exist: {conversation_uid}")
     check_access(session, actor, [conversation], "Not authorized to change recipients in this conversation.")
     resolved = resolve(session, refs)
-    if resolved.user_ids or resolved.group_ids or resolved.org_unit_ids:
+    participants.join_named(
+        session,
+        conversation.id,
+        resolved.user_ids,
+        last_message=conversation.last_message,
+        message_type=conversation.message_type,
+    )
+    if resolved.group_ids or resolved.org_unit_ids:
         outbox.stage(
             session,
             outbox.RECIPIENTS_ADDED,
-            {"conversation_id": conversation.id, **resolved.payload()},
+            {"conversation_id": conversation.id, **resolved.payload(), INBOX_DONE: True},
         )
 
 
@@ -337,10 +361,13 @@ def _target_user(session: Session, actor: Principal, target_uid: str | None, mes
     return user.id
 
 
-def _conversations(session: Session, uids: Sequence[str]) -> list[Conversation]:
+def _conversations(session: Session, uids: Sequence[str], *, lock: bool = False) -> list[Conversation]:
     found: list[Conversation] = []
     for part in chunks(list(dict.fromkeys(uids))):
-        found.extend(session.scalars(select(Conversation).where(Conversation.uid.in_(part))))
+        query = select(Conversation).where(Conversation.uid.in_(part))
+        if lock:  # in id order, so two batches locking overlapping sets cannot deadlock
+            query = query.order_by(Conversation.id).with_for_update(key_share=True)
+        found.extend(session.scalars(query))
     order = {uid: i for i, uid in enumerate(uids)}
     return sorted(found, key=lambda c: order[c.uid])
 
@@ -401,7 +428,7 @@ def _set_flag(session: Session, user_id: int, conversations: Sequence[Conversati
 def remove_participant(session: Session, *, actor: Principal, conversation_uid: str, user_uid: str) -> list[str]:
     """Remove a user from a conversation; answer the removed user's UID (DECISIONS #4)."""
     target = _target_user(session, actor, user_uid, "No user with uid: {uid}")
-    conversation = get_by_uid(session, conversation_uid)
+    conversation = get_by_uid(session, conversation_uid, lock=True)
     if conversation is None:
         raise NotFound(f"No messageConversation with uid: {conversation_uid}")
     check_access(
@@ -411,16 +438,14 @@ def remove_participant(session: Session, *, actor: Principal, conversation_uid: 
         "Not authorized to remove assigned users to this conversation.",
         acting_for_other=target != actor.id,
     )
-    result = session.execute(
-        delete(UserMessage).where(UserMessage.conversation_id == conversation.id, UserMessage.user_id == target)
-    )
-    return [user_uid if user_uid else actor.uid] if getattr(result, "rowcount", 0) else []
+    removed = participants.remove(session, target, [conversation.id])
+    return [user_uid if user_uid else actor.uid] if removed else []
 
 
 def remove_batch(session: Session, *, actor: Principal, uids: Sequence[str], target_uid: str | None) -> list[str]:
     """Remove the target user from several conversations; answer those actually left (DECISIONS #5)."""
     target = _target_user(session, actor, target_uid, "User does not exist: {uid}")
-    conversations = _conversations(session, uids)
+    conversations = _conversations(session, uids, lock=True)
     if not conversations:
         raise NotFound("No MessageConversations found for the given UIDs.")
     check_access(
@@ -430,12 +455,5 @@ def remove_batch(session: Session, *, actor: Principal, uids: Sequence[str], tar
         "Not authorized to remove assigned users to this conversation.",
         acting_for_other=target != actor.id,
     )
-    removed: set[int] = set()
-    for part in chunks([c.id for c in conversations]):
-        result = session.execute(
-            delete(UserMessage)
-            .where(UserMessage.user_id == target, UserMessage.conversation_id.in_(part))
-            .returning(UserMessage.conversation_id)
-        )
-        removed.update(result.scalars())
+    removed = participants.remove(session, target, [c.id for c in conversations])
     return [c.uid for c in conversations if c.id in removed]

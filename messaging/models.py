@@ -419,6 +419,20 @@ class LoginFailure(Base):
 
 # --- participants (issue 9): models of this concern go below ---
 
+
+class RemovedParticipant(Base):
+    """A user taken out of a conversation: the fan-out never adds them back (DECISIONS #20).
+
+    A separate table keeps `user_messages` what the inbox reads: one row per current participant,
+    so lists, counts and their index need no `removed` filter. Only adding the user again by name
+    (`POST .../recipients`) deletes the record. No foreign keys, as on `user_messages`.
+    """
+
+    __tablename__ = "removed_participants"
+    conversation_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    removed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
 # (spacer)
 
 # --- operations and observability (issue 11): models of this concern go below ---

@@ -86,8 +86,9 @@ def test_groups_and_org_units_expand_to_direct_members_once_each(redis_fleet: Fl
             "organisationUnits": [{"id": "OuChild0001"}],
         },
     )
-    # Committed before any worker ran: only the sender takes part yet.
-    assert participants(redis_fleet.engine, conversation) == {"admin": True}
+    # Committed before any worker ran: the sender and the users named directly take part already
+    # (DECISIONS #20); worker4 is named and in group A, and still gets one row.
+    assert participants(redis_fleet.engine, conversation) == {"admin": True, "mobile": False, "worker4": False}
     redis_fleet.start_worker()
     expected = {"admin", "mobile"} | {f"worker{i}" for i in (0, 1, 2, 3, 4, 5, 6, 7)}
 

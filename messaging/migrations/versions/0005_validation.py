@@ -1,7 +1,7 @@
 """validation: rules, notification templates, results and the conversations they became (issue 10)
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 19:50:44
 
 Each (rule, period, org unit, attribute option combo) is one row of validation_results, ever
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
