@@ -44,7 +44,9 @@ from messaging.models import (
 from messaging.participants import INBOX_DONE, not_removed, ticket_managers_clause
 from messaging.validation.notification import notify_results
 
-__all__ = ["NotificationHook", "add_participants", "process_event", "recipients_select", "ticket_managers_clause"]
+__all__ = [
+    "NotificationHook", "add_participants", "never_removed", "process_event", "recipients_select", "ticket_managers_clause",
+]
 
 # Called after an event's inbox work, in the same transaction: email/SMS deliveries hook in here.
 # Runs inside the event's transaction; what it returns (if anything) runs once that has committed.
@@ -92,6 +94,16 @@ def _removed_users(conn: Connection, conversation_id: int) -> list[int] | None:
         )
     )
     return removed if len(removed) <= MAX_KNOWN_PRESENT else None
+
+
+def never_removed(conn: Connection, conversation_id: int, recipients: Select[Any]) -> Select[Any]:
+    """The recipients less those removed from the conversation (DECISIONS #20), for email and SMS too."""
+    removed = _removed_users(conn, conversation_id)
+    if removed == []:
+        return recipients
+    source = recipients.subquery()
+    keep = source.c.user_id.not_in(removed) if removed is not None else not_removed(conversation_id, source.c.user_id)
+    return select(source.c.user_id.label("user_id")).where(keep)
 
 
 def add_participants(

@@ -186,17 +186,26 @@ def serve(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     fleet = InProcessFleet(build_runtime(settings, engine=engine))
     fleet.start()
     app = create_app(settings, engine=engine, on_commit=fleet.runtime.relay.wake)
+    try:
+        with serve_app(app) as url:
+            yield LiveServer(url=url, engine=engine, settings=settings, fleet=fleet)
+    finally:
+        fleet.stop()
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its base URL."""
     port = free_tcp_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, what="uvicorn to start")
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", engine=engine, settings=settings, fleet=fleet)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
-        fleet.stop()
 
 
 @pytest.fixture(scope="session")

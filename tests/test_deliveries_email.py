@@ -210,3 +210,18 @@ def test_a_redis_worker_delivers_one_mail_per_recipient_and_skips_who_cannot_get
     ben = mail_for(smtp_sink, "ben@clinic.example").message
     assert ben["Message-ID"] == rows["ben"].provider_id == f"<{rows['ben'].message_uid}.{BEN}@herald.example>"
     assert ben["Subject"] == f"[{APP_TITLE}] Stock report"
+
+
+def test_a_recipient_who_left_the_conversation_before_the_workers_ran_gets_no_mail(
+    delivery_db: tuple[str, Engine], smtp_sink: SmtpSink, redis_namespace: str
+) -> None:
+    url, engine = delivery_db
+    with redis_fleet(url, engine, REDIS_URL, f"{redis_namespace}-left", SMTP_URL=smtp_sink.url) as fleet:
+        with fleet.client() as client:
+            conversation = post_message(client, ANA, BEN)
+        with fleet.client("ben") as ben:
+            assert ben.delete(f"/api/messageConversations/{conversation}").json() == {"removed": [BEN]}
+        fleet.start_worker()
+        rows = settled(engine, conversation, count=1)
+    assert {name: row.status for name, row in rows.items()} == {"ana": "SENT"}
+    assert mails_to(smtp_sink) == Counter({"ana@clinic.example": 1})

@@ -79,7 +79,8 @@ def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Sel
         )
         if recipients is None or message_id is None:
             return None
-        return recipients, message_id, payload.get("sender_id")
+        # Whoever left the conversation before this ran gets no email or SMS of it either.
+        return fanout.never_removed(conn, payload["conversation_id"], recipients), message_id, payload.get("sender_id")
     if kind == outbox.MESSAGE_REPLIED:
         participants = select(UserMessage.user_id.label("user_id")).where(
             UserMessage.conversation_id == payload["conversation_id"]

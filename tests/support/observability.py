@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import uvicorn
 
-from tests.conftest import free_tcp_port, wait_until
+from tests.conftest import free_tcp_port, serve_app, wait_until
 
 
 class OwnRedis:
@@ -82,16 +81,8 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 @contextmanager
 def api_only(app: Any) -> Iterator[str]:
     """Serve an app (no workers beside it) on loopback; yields its base URL."""
-    port = free_tcp_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_app(app) as url:
+        yield url
 
 
 class TcpProxy:

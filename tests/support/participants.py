@@ -8,14 +8,12 @@ deterministically "before the fan-out"; after it, a test races the real workers.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import uvicorn
 from sqlalchemy import Engine, func, select
 
 from api.app import create_app
@@ -23,7 +21,7 @@ from messaging.db import make_engine
 from messaging.migrate import upgrade
 from messaging.models import Conversation, OutboxEvent, User, UserMessage
 from messaging.settings import Settings
-from tests.conftest import REDIS_URL, drain_outbox, free_tcp_port, make_settings, reset_with_demo, wait_until
+from tests.conftest import REDIS_URL, drain_outbox, make_settings, reset_with_demo, serve_app
 from tests.support.deliveries import broker_fleet, seed_metadata
 from workers.runtime import InProcessFleet, build_runtime
 
@@ -84,17 +82,8 @@ def seed_group(engine: Engine) -> None:
 
 @contextmanager
 def _uvicorn(settings: Settings, engine: Engine, on_commit: Callable[[], None] | None) -> Iterator[str]:
-    app = create_app(settings, engine=engine, on_commit=on_commit)
-    port = free_tcp_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_app(create_app(settings, engine=engine, on_commit=on_commit)) as url:
+        yield url
 
 
 @contextmanager
