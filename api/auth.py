@@ -25,6 +25,7 @@ from typing import Literal
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from api.bodies import UNSTORABLE
 from messaging import login_throttle
 from messaging.directory import Principal, principal_for, user_by_username
 from messaging.errors import TooManyRequests, Unauthorized
@@ -62,6 +63,10 @@ class Authenticator:
         TooManyRequests while the username or the address is locked; a wrong password is
         recorded (committed at once), a right one clears the username's failures.
         """
+        if UNSTORABLE.search(username):
+            # No user can have such a name, and no database takes it as a throttle key: a plain refusal.
+            verify_password(_DUMMY_HASH, password)
+            return None
         lock, failures = login_throttle.current_lock(session, self.limits, username, address)
         if lock is not None:
             minutes = math.ceil(lock.retry_after_s / 60)

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from api.params import small_int
 from messaging import deliveries
 from messaging import query as q
 from messaging.deliveries import DeliveryQuery
@@ -24,9 +25,10 @@ SEARCH_KEYS = ("channel", "status", "errorCode", "recipient", "user", "messageCo
 def delivery_id(raw: str) -> int:
     """A delivery id from a path or a body: a positive 64-bit integer, else 400."""
     text = raw.strip()
-    if not text.isdigit() or not 0 < int(text) <= INT64_MAX:
+    value = small_int(text)
+    if value is None or not 0 < value <= INT64_MAX:
         raise BadRequest(f"Value '{raw[:40]}' is not valid for a delivery id: expected a positive 64-bit integer.")
-    return int(text)
+    return value
 
 
 def delivery_ids(value: Any) -> tuple[int, ...]:
@@ -108,7 +110,8 @@ def from_request(request: Request) -> DeliveryQuery:
 def _integer_in_range(value: str, path: str) -> None:
     for part in value.strip().strip("[]").split(","):
         text = part.strip().lstrip("-")
-        if text.isdigit() and int(text) > INT64_MAX:
+        number = small_int(text)
+        if text.isdigit() and (number is None or number > INT64_MAX):
             raise BadRequest(f"Unable to parse `{part.strip()[:40]}` as `integer` for `{path}`: out of range.")
 
 

@@ -96,7 +96,7 @@ class BodyLimitMiddleware:
             return
         limit = self._limit_for(scope["path"])
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        if length is not None and (not length.isdigit() or len(length) > 19 or int(length) > limit):
             await self._refuse(send, limit)
             return
         # Read the whole (bounded) body first, so an oversize chunked body never half-reaches a handler.

@@ -108,6 +108,19 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/userSettings/{key}"): TEXT,
     ("post", "/api/systemSettings/{key}"): TEXT,
     ("post", "/api/configuration/feedbackRecipients"): {"application/json": {"schema": _schema(Ref)}, **TEXT},
+    ("post", "/api/validationResults"): {
+        "application/json": {"schema": {"oneOf": [
+            {"type": "array", "items": {"type": "object"}},
+            {"type": "object", "properties": {"validationResults": {"type": "array", "items": {"type": "object"}}}},
+        ]}},
+    },
+    **{
+        ("post", f"/api/ops/deliveries/{action}"): {"application/json": {"schema": {
+            "type": "object",
+            "properties": {"ids": {"type": "array", "items": {"type": "integer"}}, "query": {"type": "object"}},
+        }}}
+        for action in ("retry", "discard")
+    },
     **{
         ("post", f"/api/messageConversations/{action}"): {"application/json": {"schema": UID_ARRAY}}
         for action in ("read", "unread", "followup", "unfollowup")

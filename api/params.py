@@ -20,6 +20,11 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() == "true"
 
 
+def small_int(text: str, max_digits: int = 19) -> int | None:
+    """`text` as a whole number of at most `max_digits` ASCII digits, else None (never int() of 5,000 digits or of '²')."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= max_digits else None
+
+
 def _int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":

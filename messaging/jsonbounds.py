@@ -15,7 +15,9 @@ from typing import Any
 
 MAX_DEPTH = 64  # DHIS2 metadata nests a handful of levels; the app platform's manifests fewer
 MAX_NUMBER_DIGITS = 40  # longer than any id, count or 64-bit value a client sends
-_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# A string, closed or not (an unclosed one runs to the end once: re-scanning from each of its quotes
+# would cost the square of the body), or a bracket.
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 
 
 class JsonBoundsError(ValueError):

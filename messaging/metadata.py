@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from messaging import user_admin
 from messaging.directory import Principal
 from messaging.ids import is_uid, new_uid
-from messaging.metadata_types import CYCLE_ERROR, as_boolean, type_errors
+from messaging.metadata_types import CYCLE_ERROR, USER_CREDENTIALS, as_boolean, type_errors
 from messaging.models import (
     OrganisationUnit,
     User,
@@ -265,7 +265,8 @@ class _Importer:
 
     def _user_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
         raw = item.get("userCredentials")
-        credentials: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        # Only the properties type_errors checks come from userCredentials: nothing unchecked reaches a column.
+        credentials = {k: v for k, v in raw.items() if k in USER_CREDENTIALS} if isinstance(raw, Mapping) else {}
         merged = {**credentials, **{k: v for k, v in item.items() if k != "userCredentials"}}
         if "userRoles" not in item and "userRoles" in credentials:
             merged["userRoles"] = credentials["userRoles"]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from messaging.directory import FEEDBACK_RECIPIENTS_KEY, MANAGE_TICKETS, Principal, authorities_of, get_system_setting
-from messaging.models import User, UserRole
+from messaging.models import User, UserGroup, UserGroupMember, UserRole
 
 USER_ADD_AUTHORITY = "F_USER_ADD"
 ROLE_DENIED = "E3032"  # DHIS2: "User `{0}` does not have access to user role"
@@ -61,11 +61,26 @@ def user_change_refusal(session: Session, importer: Principal, user: User) -> st
         return None
     lacking = authorities_of(session, user.id) - importer.authorities
     if not lacking:
-        return None
+        if importer.has_any(MANAGE_TICKETS) or not _in_feedback_group(session, user.id):
+            return None
+        # Feedback-group members are ticket managers (DECISIONS #9): as privileged as the authority.
+        lacking = frozenset({MANAGE_TICKETS})
     return (
         f"User `{importer.username}` is not allowed to update object `{user.uid}`: a user can only be changed "
         f"by a user holding all of its authorities (lacking {_listed(lacking)})"
     )
+
+
+def _in_feedback_group(session: Session, user_id: int) -> bool:
+    group_uid = get_system_setting(session, FEEDBACK_RECIPIENTS_KEY)
+    if not group_uid:
+        return False
+    member = (
+        select(UserGroupMember.user_id)
+        .join(UserGroup, UserGroup.id == UserGroupMember.group_id)
+        .where(UserGroup.uid == group_uid, UserGroupMember.user_id == user_id)
+    )
+    return session.scalar(member) is not None
 
 
 def password_refusal(importer: Principal, user: User | None) -> str | None:

@@ -509,6 +509,11 @@ USER_ACTIONS: dict[str, tuple[Payload, set[str], str]] = {
         {"admin"},
         "E3001",
     ),
+    "reset a ticket manager's password (a feedback-group member)": (
+        lambda who: {"users": [{"id": "Kh68cDMwZsg", "password": "Taken-0ver!"}]},
+        {"admin"},
+        "E3001",
+    ),
     "create a role and grant it to oneself at once": (
         lambda who: {
             "userRoles": [{"id": "newRole0001", "name": "Sneaky", "authorities": ["ALL"]}],

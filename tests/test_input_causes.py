@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from messaging.jsonbounds import JsonBoundsError, load_json
 from tests.conftest import LiveServer
 from tests.support.web import fresh, web_server
 
@@ -218,3 +219,31 @@ def test_a_nul_character_in_a_username_is_a_refused_login_not_a_500(any_server: 
     assert form.status_code < 500, form.text
     basic = any_server.client("ad\x00min").get("/api/me")
     assert_web_message(basic, 401)
+
+
+# ---------------------------------------------------------------- found in review: digits int() refuses
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/api/userSettings/keySmsMaxLength?value=%C2%B2", 400),
+        ("GET", "/api/validationResults/%C2%B2", 404),
+        ("POST", f"/api/deliveries/{'9' * 4301}/requeue", 400),
+        ("GET", "/api/deliveries?filter=id:eq:%C2%B2", 400),
+        ("GET", "/api/ops/throughput?hours=%C2%B2", 400),
+        ("GET", "/api/ops/deliveries?pageSize=%C2%B2", 400),
+    ],
+)
+def test_superscript_digits_and_4301_digit_numbers_are_refused_not_a_500(
+    server: LiveServer, method: str, path: str, status: int
+) -> None:
+    # '²'.isdigit() is True but int('²') raises; int() refuses more than 4,300 digits.
+    assert_web_message(server.client().request(method, path), status)
+
+
+def test_an_unclosed_string_after_deep_brackets_is_refused_in_one_pass() -> None:
+    # Re-scanning from every unclosed quote made this cost the square of its size (about an hour at 1 MiB).
+    body = b"[" * 65 + b'"\\' * 500_000
+    with pytest.raises(JsonBoundsError, match="nested deeper"):
+        load_json(body)

@@ -68,6 +68,7 @@ def test_any_other_boolean_is_a_409_naming_the_property_and_disables_nobody(any_
         ({"users": [{"id": ALICE, "userCredentials": "alice"}]}, "userCredentials"),
         ({"users": [{"id": ALICE, "userCredentials": {"username": ["a"]}}]}, "userCredentials.username"),
         ({"users": [{"id": 12345678901, "username": "kadi"}]}, "id"),
+        ({"users": [{"id": ALICE, "userCredentials": {"password": {"x": 1}}}]}, "userCredentials.password"),
         ({"organisationUnits": [{"name": "Kenema", "shortName": {"x": 1}}]}, "shortName"),
         ({"organisationUnits": [{"name": "Kenema", "shortName": ["K"]}]}, "shortName"),
         ({"organisationUnits": [{"name": "Kenema", "parent": SIERRA_LEONE}]}, "parent"),
@@ -112,3 +113,20 @@ def test_moving_a_unit_under_a_sibling_is_no_cycle(any_server: LiveServer) -> No
         "/api/metadata", json={"organisationUnits": [{"id": "fdc6uOvgoji", "name": "Bombali", "parent": {"id": BO}}]}
     )
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("value", [{}, ["a"], 5])
+def test_credentials_fields_beyond_the_checked_four_never_reach_a_column(server: LiveServer, value: Any) -> None:
+    response = server.client().post(
+        "/api/metadata", json={"users": [{"username": "zed", "userCredentials": {"email": value, "surname": value}}]}
+    )
+    assert response.status_code == 200, response.text
+    with server.session() as session:
+        assert session.scalar(select(User.email).where(User.username == "zed")) is None
+
+
+@pytest.mark.parametrize("prop", ["operator", "importance", "periodType"])
+def test_a_validation_rule_choice_given_as_a_list_is_a_409_not_a_500(server: LiveServer, prop: str) -> None:
+    rule = {"name": "r", "operator": "equal_to", "leftSide": {"expression": "1"}, "rightSide": {"expression": "1"}}
+    response = server.client().post("/api/metadata", json={"validationRules": [{**rule, prop: []}]})
+    assert response.status_code == 409, response.text

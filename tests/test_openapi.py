@@ -49,7 +49,8 @@ def test_the_document_describes_json_and_xml_bodies_and_web_message_errors(docum
 
 
 def test_every_post_that_reads_a_body_describes_it(document: dict[str, Any]) -> None:
-    bodiless = {"/api/auth/logout", "/api/deliveries/{delivery_id}/requeue", "/api/sms/twilio/status",
+    bodiless = {"/api/auth/logout", "/api/deliveries/{raw_id}/requeue", "/api/sms/twilio/status",
+                "/api/auth/unlock", "/api/validation/sendNotifications",
                 "/api/messageConversations/{uid}/status", "/api/messageConversations/{uid}/priority",
                 "/api/messageConversations/{uid}/assign", "/api/messageConversations/{uid}/read",
                 "/api/messageConversations/{uid}/unread", "/api/deliveries/requeue"}

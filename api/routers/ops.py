@@ -25,6 +25,7 @@ from api.delivery_query import (
     search_query,
 )
 from api.deps import Ctx, CtxDep, SessionDep, state_of
+from api.params import small_int
 from api.render import respond, respond_message
 from api.routers.deliveries import present, present_attempt
 from messaging import deliveries
@@ -153,11 +154,12 @@ def get_throughput(ctx: CtxDep) -> Response:
     _require_all(ctx)
     known_parameters(ctx.request, ("hours",))
     raw = ctx.request.query_params.get("hours", "24")
-    if not raw.isdigit() or not 1 <= int(raw) <= 168:
+    hours = small_int(raw, max_digits=3)
+    if hours is None or not 1 <= hours <= 168:
         raise BadRequest(f"Value '{raw[:40]}' is not valid for parameter hours: expected 1 to 168.")
-    series = overview.throughput(ctx.session, hours=int(raw))
+    series = overview.throughput(ctx.session, hours=hours)
     return respond(ctx.request, {
-        "hours": int(raw),
+        "hours": hours,
         "series": {channel: [[_iso(at), n] for at, n in points] for channel, points in series.items()},
     })  # fmt: skip
 
@@ -191,9 +193,9 @@ def search_deliveries(ctx: CtxDep) -> Response:
     params = request.query_params
     before = delivery_id(params["before"]) if params.get("before") else None
     size_raw = params.get("pageSize", "50")
-    if not size_raw.isdigit() or not 1 <= int(size_raw) <= MAX_OPS_PAGE:
+    size = small_int(size_raw, max_digits=6) or 0
+    if not 1 <= size <= MAX_OPS_PAGE:
         raise BadRequest(f"Value '{size_raw[:40]}' is not valid for parameter pageSize: expected 1 to {MAX_OPS_PAGE}.")
-    size = int(size_raw)
     rows = deliveries.page(ctx.session, query, limit=size + 1, before_id=before)
     more, rows = len(rows) > size, rows[:size]
     history = deliveries.attempts_of(ctx.session, [row.id for row in rows])

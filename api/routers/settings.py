@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from api.bodies import media_type, parse_json
 from api.deps import Ctx, CtxDep
+from api.params import small_int
 from api.render import respond, respond_message
 from messaging import directory
 from messaging.errors import BadRequest, Forbidden, NotFound
@@ -45,9 +46,10 @@ def _value(key: str, value: str | None, raw: bytes) -> Any:
             raise BadRequest(f"Value '{text}' is not valid for setting {key}: expected true or false.")
         return text.lower() == "true"
     if key in INTEGER_KEYS:
-        if not text.isdigit():
-            raise BadRequest(f"Value '{text}' is not valid for setting {key}: expected a whole number.")
-        return int(text)
+        number = small_int(text, max_digits=9)
+        if number is None:
+            raise BadRequest(f"Value '{text[:40]}' is not valid for setting {key}: expected a whole number.")
+        return number
     return text
 
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from api import fields
 from api.bodies import media_type, parse_json
 from api.deps import Ctx, CtxDep
-from api.params import paging
+from api.params import paging, small_int
 from api.render import base_url, respond, respond_message
 from api.routers.validation_rules import listing, spec, where_and_orders
 from messaging.errors import Conflict, Forbidden, NotFound, UnsupportedMediaType
@@ -62,9 +62,10 @@ def post_results(ctx: CtxDep, raw: Annotated[bytes, Depends(raw_body)]) -> Respo
 
 
 def _id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"ValidationResult with id {raw} could not be found.", error_code="E1005")
-    return int(raw)
+    value = small_int(raw, max_digits=18)
+    if value is None:
+        raise NotFound(f"ValidationResult with id {raw[:40]} could not be found.", error_code="E1005")
+    return value
 
 
 @router.get("/validationResults")
@@ -113,7 +114,8 @@ def delete_results(ctx: CtxDep) -> Response:
     return Response(status_code=204)
 
 
-@router.api_route("/validation/sendNotifications", methods=["POST", "PUT"])
+@router.put("/validation/sendNotifications", operation_id="put_validation_send_notifications")
+@router.post("/validation/sendNotifications", operation_id="post_validation_send_notifications")
 def send_notifications(ctx: CtxDep) -> Response:
     """Notify every stored result not yet notified; answers a job report at once (DHIS2's jobConfigurationReport)."""
     _require(ctx, RUN_VALIDATION)

@@ -71,7 +71,7 @@ def _one_of(item: Mapping[str, Any], prop: str, allowed: Any, report: Report, *,
         if required:
             report.error("E4000", f"Missing required property `{prop}`.", prop)
         return
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         choices = ", ".join(sorted(allowed))
         report.error("E4004", f"Property `{prop}` must be one of {choices}, but was `{value}`.", prop)
 
