@@ -12,6 +12,7 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import Engine, insert, select, update
 
 from messaging.models import Conversation, Delivery, Message, User, utcnow
+from messaging.ops import overview as ops_overview
 from messaging.ops.broker import queue_depths
 from tests.conftest import RABBITMQ_URL, REDIS_URL, LiveServer, wait_until
 from tests.support.deliveries import ANA, broker_fleet
@@ -172,3 +173,12 @@ def test_a_fan_out_handed_to_a_worker_and_not_done_shows_expanded_x_of_y(deliver
         (found,) = overview.fanouts(session)
     # The request wrote the rows of the users it names (DECISIONS #20); the audience adds the sender.
     assert (found.subject, found.audience) == ("Big one", 4) and 1 <= found.expanded <= 4
+
+
+def test_the_overview_counts_repeat_the_partial_indexes_predicates_verbatim() -> None:
+    # Otherwise the planner cannot prove the index applies and every poll scans the SENT history.
+    predicates = {
+        index.name: str(index.dialect_options["postgresql"]["where"]) for index in Delivery.__table__.indexes
+    }
+    assert predicates["ix_deliveries_due"] == ops_overview.DUE_INDEX_PREDICATE
+    assert predicates["ix_deliveries_attention_id"] == ops_overview.ATTENTION_INDEX_PREDICATE
