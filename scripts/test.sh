@@ -31,7 +31,7 @@ echo "== import contracts"
 echo "== mypy"
 .venv/bin/mypy api messaging workers channels herald bench
 echo "== pytest (Python 3.11)"
-if [ "$#" -gt 0 ] || [ "${HERALD_PY313:-1}" = "0" ]; then
+if [ "$#" -gt 0 ] || [ "${TEST_PY313:-1}" = "0" ]; then
   exec .venv/bin/pytest "$@"
 fi
 status=0
@@ -39,7 +39,7 @@ status=0
 
 # Python 3.13, the newest requires-python allows: its own venv, every pin installed, then a fast
 # subset that still crosses every route (both fuzzers), the parsers, the filter engine and the
-# migrations. HERALD_PY313=0 skips it; CI (.ci/run) sets HERALD_REQUIRE_PY313=1 so a missing
+# migrations. TEST_PY313=0 skips it; CI (.ci/run) sets TEST_REQUIRE_PY313=1 so a missing
 # interpreter fails instead of skipping.
 PY313=${PY313:-python3.13}
 if ! "$PY313" -c pass >/dev/null 2>&1; then  # a pyenv shim without 3.13 selected: use the version itself
@@ -55,7 +55,7 @@ if "$PY313" -c pass >/dev/null 2>&1; then
   .venv313/bin/pytest tests/test_query.py tests/test_fields.py tests/test_migrations.py \
     tests/test_input_causes.py tests/test_unexpected_errors.py tests/test_trailing_slash.py \
     tests/test_openapi.py tests/test_fuzz_schema.py tests/test_fuzz_bodies.py tests/test_demo_ids.py || status=$?
-elif [ "${HERALD_REQUIRE_PY313:-0}" = "1" ]; then
+elif [ "${TEST_REQUIRE_PY313:-0}" = "1" ]; then
   echo "$PY313 is missing: CI must prove Python 3.13 (pyenv install 3.13, or Debian's python3.13)" >&2
   status=1
 else

@@ -1,6 +1,6 @@
 """Raw bodies from hypothesis into the JSON, XML, text and multipart parsers: never a 500, never a dropped connection.
 
-Bounded for CI (HERALD_FUZZ_EXAMPLES per parser, derandomized); scripts/fuzz.sh runs the long version.
+Bounded for CI (FUZZ_EXAMPLES per parser, derandomized); scripts/fuzz.sh runs the long version.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.conftest import LiveServer, reset_with_demo
 from tests.support.demo import ALICE
 from tests.support.web import web_server
 
-EXAMPLES = int(os.environ.get("HERALD_FUZZ_EXAMPLES", "8")) * 5
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8")) * 5
 API = "/api/messageConversations"
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from tests.conftest import LiveServer, reset_with_demo
 from tests.support.web import web_server
 
-EXAMPLES = int(os.environ.get("HERALD_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 ADMIN = httpx.BasicAuth("admin", "district")._auth_header  # the header value httpx would send
 # Operations that would end the fuzzer's own access or wipe what other operations fuzz.
 SPARED = {("POST", "/api/auth/logout"), ("GET", "/dhis-web-commons-security/logout.action")}

@@ -27,6 +27,11 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+# The browser reaches the server at 127.0.0.1:<port>; with a public HERALD_BASE_URL (the delivery tests'
+# https://herald.example) its logins would rightly be refused as cross-site.
+BROWSER_REACHABLE = {"HERALD_BASE_URL": ""}
+
+
 def open_dashboard(page: Page, url: str) -> None:
     """Log in as admin through the dashboard's own form (the session login) and wait for the first refresh."""
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -51,7 +56,7 @@ def test_an_admin_sees_a_dead_delivery_from_a_550_retries_it_and_watches_it_beco
 ) -> None:
     require_chromium()
     url, engine = delivery_db
-    with herald(url, engine, SMTP_URL=smtp_sink.url) as live, browser_page() as page:
+    with herald(url, engine, SMTP_URL=smtp_sink.url, **BROWSER_REACHABLE) as live, browser_page() as page:
         warm_up = post_message(live.client(), BEN, subject="Warm-up")  # one sent mail, so the chart has a bar
         assert settled(engine, warm_up, count=1)["ben"].status == "SENT"
         smtp_sink.script_rcpt(["550 5.1.1 User unknown"])
@@ -86,7 +91,7 @@ def test_a_failed_delivery_is_retried_now_during_an_outage_and_again_once_it_is_
     url, engine = delivery_db
     smtp_sink.stop()
     slow_retries = {"HERALD_RETRY_BASE_S": "3600", "HERALD_RETRY_MAX_S": "3600"}
-    with herald(url, engine, SMTP_URL=smtp_sink.url, **slow_retries) as live, browser_page() as page:
+    with herald(url, engine, SMTP_URL=smtp_sink.url, **slow_retries, **BROWSER_REACHABLE) as live, browser_page() as page:
         failed = settled(engine, post_message(live.client(), ANA), count=1, final=frozenset({"FAILED"}))["ana"]
         open_dashboard(page, live.url)
         page.select_option("#filters select[name=status]", "FAILED")
