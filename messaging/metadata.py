@@ -131,6 +131,7 @@ class _Importer:
         self.session, self.payload, self.report = session, payload, ImportReport()
         self.importer = importer
         self.progress: Callable[[int], None] | None = None
+        self._resolved_users: dict[tuple[str | None, str | None], int | None] = {}
         self.known: dict[str, set[str]] = {key: set() for key in ORDER}
         self.usernames: dict[str, int] = {}  # username -> index of the payload user claiming it
         for key in ORDER:
@@ -305,12 +306,21 @@ class _Importer:
                 report.error("E5002", f"Invalid reference [{ref}] (User) on object property `users`", "users")
 
     def _existing_user(self, user: Mapping[str, Any]) -> User | None:
-        # An id names the user; only an id-less user is matched by username.
-        if is_uid(user.get("id")):
-            return self.session.scalar(select(User).where(User.uid == user["id"]))
-        if isinstance(user.get("username"), str):
-            return self.session.scalar(select(User).where(User.username == user["username"]))
-        return None
+        # An id names the user; only an id-less user is matched by username. Resolved once, when
+        # validated: the write changes the user that was authorized, even if an earlier item of the
+        # payload renamed someone to (or away from) this username.
+        uid = user.get("id") if is_uid(user.get("id")) else None
+        username = user.get("username") if uid is None and isinstance(user.get("username"), str) else None
+        key = (uid, username)
+        if key not in self._resolved_users:
+            found = None
+            if uid is not None:
+                found = self.session.scalar(select(User.id).where(User.uid == uid))
+            elif username is not None:
+                found = self.session.scalar(select(User.id).where(User.username == username))
+            self._resolved_users[key] = found
+        user_id = self._resolved_users[key]
+        return self.session.get(User, user_id) if user_id is not None else None
 
     def _upsert(self, model: Any, key: str, item: Mapping[str, Any]) -> Any:
         uid = item.get("id") if is_uid(item.get("id")) else None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from messaging.conversations import Resolved, start_conversation
 from messaging.directory import principal_for
@@ -600,3 +600,18 @@ def test_one_refused_object_keeps_the_whole_import_out(server: LiveServer) -> No
     assert response.status_code == 409
     assert user_admin_state(server) == before
     assert server.client().get("/api/userGroups/newGroup001").status_code == 404
+
+
+def test_a_rename_earlier_in_the_payload_cannot_turn_ones_own_password_change_into_a_new_account(
+    server: LiveServer,
+) -> None:
+    import_user_managers(server)
+    with server.session() as session:
+        users_before = session.scalar(select(func.count()).select_from(User))
+    # The second item names the importer by its old username: authorized as its own password change,
+    # it must write to the importer, not to a new account created once the first item renamed it.
+    payload = {"users": [{"id": IMPORTER, "username": "tmpname"}, {"username": "importer", "password": "Own-new-pass-1"}]}
+    response = manager_client(server, "importer").post("/api/metadata", json=payload)
+    assert response.status_code in (200, 409), response.text
+    with server.session() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == users_before
