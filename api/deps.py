@@ -57,3 +57,11 @@ def _ctx(request: Request) -> Iterator[Ctx]:
 
 SessionDep = Annotated[Session, Depends(_session)]
 CtxDep = Annotated[Ctx, Depends(_ctx)]
+
+
+async def _raw_body(request: Request) -> bytes:
+    """The request body, read on the event loop before a sync handler runs in the threadpool."""
+    return await request.body()
+
+
+Body = Annotated[bytes, Depends(_raw_body)]

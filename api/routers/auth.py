@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Form
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from api import sessions
 from api.bodies import parse_json
-from api.deps import CtxDep, SessionDep, state_of
+from api.deps import Body, CtxDep, SessionDep, state_of
 from api.render import respond, respond_message
 from api.routers.apps import home_path, root_path
 from api.routers.system import DHIS2_VERSION
@@ -26,14 +26,6 @@ from messaging.errors import BadRequest, Forbidden
 
 router = APIRouter(tags=["auth"])
 BAD_CREDENTIALS = "Bad credentials"  # one text for unknown users, wrong passwords and disabled users
-
-
-async def raw_body(request: Request) -> bytes:
-    """The body, read on the event loop."""
-    return await request.body()
-
-
-Body = Annotated[bytes, Depends(raw_body)]
 
 
 @router.get("/api/loginConfig")

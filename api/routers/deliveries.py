@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,7 +12,7 @@ from starlette.responses import Response
 from api import fields
 from api.bodies import parse_json
 from api.delivery_query import SEARCH_KEYS, delivery_id, delivery_ids, from_request, known_parameters, order_from
-from api.deps import Ctx, CtxDep, state_of
+from api.deps import Body, Ctx, CtxDep, state_of
 from api.params import pager, paging
 from api.render import base_url, respond, respond_message
 from channels.sms_status import valid_signature
@@ -24,14 +24,6 @@ from messaging.models import Delivery, DeliveryStatus
 router = APIRouter(prefix="/api", tags=["deliveries"])
 STATUSES = frozenset(s.value for s in DeliveryStatus)
 WAITING = frozenset({DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value})
-
-
-async def raw_body(request: Request) -> bytes:
-    """The body, read on the event loop."""
-    return await request.body()
-
-
-Body = Annotated[bytes, Depends(raw_body)]
 
 
 def _require_all(ctx: Ctx) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api import fields
 from api.bodies import draft_from_request, text_body, uid_array
-from api.deps import Ctx, CtxDep
+from api.deps import Body, Ctx, CtxDep
 from api.params import multi, pager, paging, uid_list
 from api.presenters import conversation_dict
 from api.render import base_url, respond, respond_message
@@ -25,14 +25,6 @@ router = APIRouter(prefix="/api/messageConversations", tags=["messageConversatio
 LIST_DEFAULT_FIELDS = "id,name,displayName,href"
 ONE_DEFAULT_FIELDS = "*"
 MAX_SUBJECT = 255
-
-
-async def raw_body(request: Request) -> bytes:
-    """The request body, read on the event loop before the handler runs in a thread."""
-    return await request.body()
-
-
-Body = Annotated[bytes, Depends(raw_body)]
 
 
 def _base(ctx: Ctx) -> str:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
-from starlette.requests import Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from api.bodies import media_type, parse_json
-from api.deps import CtxDep
+from api.deps import Body, CtxDep
 from api.render import respond_message
 from messaging.errors import Conflict, Forbidden, UnsupportedMediaType
 from messaging.metadata import MetadataError, import_metadata
@@ -18,13 +15,8 @@ router = APIRouter(prefix="/api", tags=["metadata"])
 IMPORT_AUTHORITY = "F_METADATA_IMPORT"
 
 
-async def raw_body(request: Request) -> bytes:
-    """The body, read on the event loop."""
-    return await request.body()
-
-
 @router.post("/metadata")
-def post_metadata(ctx: CtxDep, raw: Annotated[bytes, Depends(raw_body)]) -> Response:
+def post_metadata(ctx: CtxDep, raw: Body) -> Response:
     """Create or update organisation units, roles, users and groups; all or nothing."""
     if not ctx.user.has_any(IMPORT_AUTHORITY):
         raise Forbidden(f"Access is denied, requires one Authority from [{IMPORT_AUTHORITY}]")

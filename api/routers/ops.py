@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape as html_escape
 from importlib import resources
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -24,7 +24,7 @@ from api.delivery_query import (
     known_parameters,
     search_query,
 )
-from api.deps import Ctx, CtxDep, SessionDep, state_of
+from api.deps import Body, Ctx, CtxDep, SessionDep, state_of
 from api.params import small_int
 from api.render import respond, respond_message
 from api.routers.deliveries import present, present_attempt
@@ -36,14 +36,6 @@ router = APIRouter(tags=["ops"])
 MAX_OPS_PAGE = 500
 STATIC = {"ops.js": "text/javascript; charset=utf-8", "ops.css": "text/css; charset=utf-8"}
 QUEUES = ("outbox", "deliveries")  # the Dramatiq queues (workers/broker.py names them namespace.queue)
-
-
-async def raw_body(request: Request) -> bytes:
-    """The body, read on the event loop."""
-    return await request.body()
-
-
-Body = Annotated[bytes, Depends(raw_body)]
 
 
 def _require_all(ctx: Ctx) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from api.bodies import media_type, parse_json
-from api.deps import Ctx, CtxDep
+from api.deps import Body, Ctx, CtxDep
 from api.params import small_int
 from api.render import respond, respond_message
 from messaging import directory
@@ -23,14 +23,6 @@ MAX_VALUE_CHARS = 10_000
 BOOLEAN_KEYS = frozenset({"keyMessageEmailNotification", "keyMessageSmsNotification"})
 INTEGER_KEYS = frozenset({"keySmsMaxLength"})
 SYSTEM_SETTING_AUTHORITY = "F_SYSTEM_SETTING"
-
-
-async def raw_body(request: Request) -> bytes:
-    """The body, read on the event loop."""
-    return await request.body()
-
-
-Body = Annotated[bytes, Depends(raw_body)]
 
 
 def _value(key: str, value: str | None, raw: bytes) -> Any:

@@ -8,26 +8,17 @@ named "assign".
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
-from starlette.requests import Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from api.bodies import text_body
-from api.deps import Ctx, CtxDep
+from api.deps import Body, Ctx, CtxDep
 from api.render import base_url, respond, respond_message
 from messaging import tickets
 
 router = APIRouter(prefix="/api/messageConversations", tags=["messageConversations"])
-
-
-async def raw_body(request: Request) -> bytes:
-    """The body, read on the event loop."""
-    return await request.body()
-
-
-Body = Annotated[bytes, Depends(raw_body)]
 
 
 def _answer(ctx: Ctx, change: Callable[[], dict[str, Any]]) -> Response:

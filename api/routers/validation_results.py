@@ -6,15 +6,14 @@ the workers, through the outbox event staged in the same transaction.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
-from starlette.requests import Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from api import fields
 from api.bodies import media_type, parse_json
-from api.deps import Ctx, CtxDep
+from api.deps import Body, Ctx, CtxDep
 from api.params import paging, small_int
 from api.render import base_url, respond, respond_message
 from api.routers.validation_rules import listing, spec, where_and_orders
@@ -34,18 +33,13 @@ IMPORT_MESSAGES = {
 }
 
 
-async def raw_body(request: Request) -> bytes:
-    """The body, read on the event loop."""
-    return await request.body()
-
-
 def _require(ctx: Ctx, authority: str) -> None:
     if not ctx.user.has_any(authority):
         raise Forbidden(f"Access is denied, requires one Authority from [{authority}]")
 
 
 @router.post("/validationResults")
-def post_results(ctx: CtxDep, raw: Annotated[bytes, Depends(raw_body)]) -> Response:
+def post_results(ctx: CtxDep, raw: Body) -> Response:
     """Store validation results once each and answer an import summary; notification follows in the workers."""
     _require(ctx, RUN_VALIDATION)
     kind = media_type(ctx.request)
