@@ -29,18 +29,18 @@ from api.routers import tickets as ticket_routes
 from api.routers import validation_results as validation_result_routes
 from api.routers import validation_rules as validation_rule_routes
 from api.security_headers import SecurityHeadersMiddleware
+from api.settings import AppSettings
 from api.trusted_host import TrustedHostMiddleware
 from messaging.attachments import MAX_ATTACHMENT_BYTES
 from messaging.db import make_engine, make_sessionmaker
 from messaging.errors import HeraldError, Unauthorized
-from messaging.settings import Settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 UPLOAD_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers around an uploaded file
 
 
 def create_app(
-    config: Settings,
+    config: AppSettings,
     *,
     engine: Engine | None = None,
     on_commit: Callable[[], None] | None = None,

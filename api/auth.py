@@ -31,7 +31,7 @@ from messaging.directory import Principal, principal_for, user_by_username
 from messaging.errors import TooManyRequests, Unauthorized
 from messaging.login_throttle import LoginLimits
 from messaging.passwords import hash_password, verify_password
-from messaging.settings import Settings
+from messaging.settings import SecuritySettings
 
 # Checked against when the username is unknown, so timing does not reveal which usernames exist.
 _DUMMY_HASH = hash_password(secrets.token_hex(16))
@@ -129,7 +129,7 @@ class Authenticator:
         raise Unauthorized("Unauthorized")
 
 
-def login_limits(settings: Settings) -> LoginLimits:
+def login_limits(settings: SecuritySettings) -> LoginLimits:
     """The failed-login limits of these settings (HERALD_LOGIN_*)."""
     return LoginLimits(
         max_failures=settings.login_max_failures,

@@ -12,15 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from api.auth import Authenticator
+from api.settings import AppSettings
 from messaging.directory import Principal
-from messaging.settings import Settings
 
 
 @dataclass
 class HeraldState:
     """What the app factory builds once and every request shares."""
 
-    settings: Settings
+    settings: AppSettings
     engine: Engine
     sessions: sessionmaker[Session]
     authenticator: Authenticator
@@ -32,7 +32,7 @@ class Ctx:
 
     session: Session
     user: Principal
-    settings: Settings
+    settings: AppSettings
     request: Request
 
 

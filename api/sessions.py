@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.deps import HeraldState
+from api.settings import AppSettings
 from api.trusted_host import is_trusted_host
 from messaging.directory import Principal, principal_for
 from messaging.errors import Forbidden
 from messaging.models import User, WebSession, utcnow
-from messaging.settings import Settings
 
 SESSION_COOKIE = "JSESSIONID"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -126,7 +126,7 @@ def _authority(scheme: str, netloc: str) -> str:
     return f"{host}:{port}"
 
 
-def _own_authorities(request: Request, settings: Settings) -> set[str]:
+def _own_authorities(request: Request, settings: AppSettings) -> set[str]:
     # The same trusted host the links use (api/trusted_host.py): HERALD_BASE_URL, else the checked
     # Host header. Never a client-sent X-Forwarded-Host.
     if settings.base_url:
@@ -140,7 +140,7 @@ def _own_authorities(request: Request, settings: Settings) -> set[str]:
     return own
 
 
-def check_same_origin(request: Request, settings: Settings) -> None:
+def check_same_origin(request: Request, settings: AppSettings) -> None:
     """Refuse a request whose Origin (or, lacking one, Referer) names another site."""
     source = request.headers.get("origin")
     if source is None:
@@ -154,7 +154,7 @@ def check_same_origin(request: Request, settings: Settings) -> None:
         raise Forbidden("Cross-site request refused: its Origin is not this server.")
 
 
-def check_csrf(request: Request, settings: Settings) -> None:
+def check_csrf(request: Request, settings: AppSettings) -> None:
     """Refuse a cookie-authenticated request that changes data without proof it comes from our pages."""
     if request.method in SAFE_METHODS:
         return
@@ -169,7 +169,7 @@ def check_csrf(request: Request, settings: Settings) -> None:
 class CookieAuth:
     """Authenticator hook: the principal of a live JSESSIONID, CSRF-checked for unsafe methods."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
 
     def __call__(self, session: Session, request: Request) -> Principal | None:

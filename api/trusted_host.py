@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.render import dumps, web_message
-from messaging.settings import Settings
+from api.settings import AppSettings
 
 EXEMPT_PREFIXES = ("/health/", "/metrics")
 ANY_HOST = "*"
@@ -30,12 +30,12 @@ def host_name(authority: str) -> str:
         return ""
 
 
-def allowed_hosts(settings: Settings) -> frozenset[str]:
+def allowed_hosts(settings: AppSettings) -> frozenset[str]:
     """HERALD_ALLOWED_HOSTS as a set of lower-case host names."""
     return frozenset(h.strip().strip("[]").lower() for h in settings.allowed_hosts.split(",") if h.strip())
 
 
-def is_trusted_host(settings: Settings, authority: str) -> bool:
+def is_trusted_host(settings: AppSettings, authority: str) -> bool:
     """True when links may be built from this Host header."""
     allowed = allowed_hosts(settings)
     return ANY_HOST in allowed or host_name(authority) in allowed
@@ -44,7 +44,7 @@ def is_trusted_host(settings: Settings, authority: str) -> bool:
 class TrustedHostMiddleware:
     """Refuse (400) a request whose Host is not allowed when links would be built from it."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: AppSettings) -> None:
         self.app, self.settings = app, settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

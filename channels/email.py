@@ -25,7 +25,7 @@ from email.headerregistry import Address
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
-from typing import ClassVar, NoReturn, Protocol
+from typing import ClassVar, NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from aiosmtplib import (
@@ -44,6 +44,7 @@ from channels.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
+from channels.settings import SmtpSettings
 
 # The compat32 MIME classes build a message in ~0.25 ms where EmailMessage's header registry
 # takes ~0.8-1.2 ms (measured): the client CPU is the ceiling of an SMTP fleet (PITFALLS).
@@ -57,25 +58,6 @@ _MAX_LINE = 998  # RFC 5321 4.5.3.1.6, without the CRLF
 # What the email package raises for a malformed address (defects are ValueErrors).
 _MALFORMED = (ValueError, IndexError, HeaderParseError)
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-
-
-class _Secret(Protocol):
-    def get_secret_value(self) -> str: ...
-
-
-class EmailSettings(Protocol):
-    """What the email channel reads from ``messaging.settings.Settings``."""
-
-    @property
-    def smtp_url(self) -> _Secret | None: ...
-    @property
-    def email_from(self) -> str: ...
-    @property
-    def app_title(self) -> str: ...
-    @property
-    def smtp_connections(self) -> int: ...
-    @property
-    def smtp_timeout_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +144,7 @@ class EmailChannel:
         self._size = connections
 
     @classmethod
-    def from_settings(cls, settings: EmailSettings) -> EmailChannel:
+    def from_settings(cls, settings: SmtpSettings) -> EmailChannel:
         """Build the channel from Herald's settings; ValueError when SMTP_URL is not set."""
         if settings.smtp_url is None:
             raise ValueError("SMTP_URL is not set: the email channel is off")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import aiohttp  # twilio's async transport: its timeouts, tracing and errors
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
@@ -35,6 +35,7 @@ from channels.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
+from channels.settings import TwilioSettings
 
 DEFAULT_SMS_MAX_LENGTH = 1071  # DHIS2's keySmsMaxLength default (DECISIONS #17)
 
@@ -55,25 +56,6 @@ def normalise_phone_number(raw: str) -> str | None:
     if number.startswith("00"):
         number = "+" + number[2:]
     return number if _E164.fullmatch(number) else None
-
-
-class _Secret(Protocol):
-    def get_secret_value(self) -> str: ...
-
-
-class SmsSettings(Protocol):
-    """What the SMS channel reads from ``messaging.settings.Settings``."""
-
-    @property
-    def twilio_account_sid(self) -> str | None: ...
-    @property
-    def twilio_auth_token(self) -> _Secret | None: ...
-    @property
-    def twilio_from_number(self) -> str | None: ...
-    @property
-    def twilio_messaging_service_sid(self) -> str | None: ...
-    @property
-    def twilio_api_base_url(self) -> str | None: ...
 
 
 class SmsChannel:
@@ -126,7 +108,7 @@ class SmsChannel:
     @classmethod
     def from_settings(
         cls,
-        settings: SmsSettings,
+        settings: TwilioSettings,
         *,
         max_length: int = DEFAULT_SMS_MAX_LENGTH,
         status_callback: str | None = None,

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.app import create_app
+from herald.settings import load_settings
 from messaging.db import make_engine
-from messaging.settings import load_settings
 from workers.runtime import InProcessFleet, build_runtime
 
 

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from herald import ops_cli
-from messaging.settings import Settings, SettingsError, load_settings
+from herald.settings import HeraldSettings, load_settings
+from messaging.settings import SettingsError
 
 app = typer.Typer(help="Herald: DHIS2 messageConversations API and notification delivery workers.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -22,7 +23,7 @@ app.add_typer(deliveries_app, name="deliveries")
 log = logging.getLogger("herald")
 
 
-def _settings() -> Settings:
+def _settings() -> HeraldSettings:
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -93,7 +94,7 @@ def worker(
         typer.echo("herald: worker needs BROKER_URL (redis://... or amqp://...)", err=True)
         raise typer.Exit(2)
     args = make_argument_parser().parse_args(
-        ["workers.entry", "--processes", str(processes), "--threads", str(threads)]
+        ["herald.worker", "--processes", str(processes), "--threads", str(threads)]
     )
     raise typer.Exit(dramatiq_main(args) or 0)
 

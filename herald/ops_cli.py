@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from messaging.settings import Settings
+from herald.settings import HeraldSettings
+from messaging.settings import BrokerSettings
 
 BATCH_ROWS = 5_000  # rows per transaction of a long retry/discard: progress shows, locks stay short
 
@@ -64,7 +65,7 @@ def _ago(now: datetime, value: datetime | None) -> str:
     return f"{prefix}{text}" if prefix else f"{text} ago"
 
 
-def status_data(session: Session, settings: Settings) -> dict[str, Any]:
+def status_data(session: Session, settings: BrokerSettings) -> dict[str, Any]:
     """The overview as plain data: per channel, per queue (database and broker), latency."""
     from messaging.ops import broker, overview
 
@@ -132,11 +133,11 @@ def _view(row: Any, now: datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def register(app: typer.Typer, deliveries_app: typer.Typer, settings_of: Callable[[], Settings]) -> None:
+def register(app: typer.Typer, deliveries_app: typer.Typer, settings_of: Callable[[], HeraldSettings]) -> None:
     """Add `status` and `deliveries list|retry|discard` to the herald command."""
 
     @contextmanager
-    def sessions() -> Iterator[tuple[Settings, Any]]:
+    def sessions() -> Iterator[tuple[HeraldSettings, Any]]:
         from messaging.db import make_engine, make_sessionmaker
 
         settings = settings_of()

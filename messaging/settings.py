@@ -1,117 +1,54 @@
-"""Herald's configuration, read from the environment once by a composition root.
+"""The domain's settings, one pydantic-settings class per concern, and the loader every root uses.
 
-Every key is documented in docs/configuration.md. Unknown ``HERALD_*`` keys and malformed
-values stop start-up with a message that names the key (``SettingsError``).
+Each package declares the settings of what it owns (``channels/settings.py``, ``api/settings.py``,
+``workers/settings.py``); the composition roots (``herald/settings.py``) combine them into one
+class and read the environment once with ``load``. Unknown ``HERALD_*`` keys and malformed values
+stop start-up with a message that names the key (``SettingsError``). Every key is documented in
+docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound="SettingsBase")
 
 
 class SettingsError(Exception):
     """The environment holds an unknown or malformed configuration key."""
 
 
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
+def env(*names: str) -> AliasChoices:
+    """The environment key(s) a field is read from: the first is the documented one."""
+    return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
-    """All of Herald's settings. Units are in the names; secrets are SecretStr."""
+class SettingsBase(BaseSettings):
+    """What every settings class shares: frozen, read only from the keys its fields name."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, frozen=True)
 
-    # --- core (issue 2) ---
-    database_url: str = Field(default="sqlite:///./herald.db", validation_alias=_env("DATABASE_URL"))
-    broker_url: str = Field(default="", validation_alias=_env("BROKER_URL"))
-    broker_namespace: str = Field(default="herald", validation_alias=_env("HERALD_BROKER_NAMESPACE"))
-    base_url: str | None = Field(default=None, validation_alias=_env("HERALD_BASE_URL"))
-    admin_password: SecretStr | None = Field(default=None, validation_alias=_env("HERALD_ADMIN_PASSWORD"))
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAX_BODY_BYTES"))
-    outbox_poll_s: float = Field(default=0.1, gt=0, le=60, validation_alias=_env("HERALD_OUTBOX_POLL_S"))
-    outbox_stale_s: float = Field(default=30.0, gt=0, validation_alias=_env("HERALD_OUTBOX_STALE_S"))
-    outbox_batch: int = Field(default=500, ge=1, le=10000, validation_alias=_env("HERALD_OUTBOX_BATCH"))
-    worker_threads: int = Field(default=4, ge=1, le=64, validation_alias=_env("HERALD_WORKER_THREADS"))
-    auth_cache_s: float = Field(default=300.0, ge=0, validation_alias=_env("HERALD_AUTH_CACHE_S"))
-    log_level: str = Field(default="INFO", validation_alias=_env("HERALD_LOG_LEVEL"))
 
-    # --- email and SMS (issue 3) ---
-    smtp_url: SecretStr | None = Field(default=None, validation_alias=_env("SMTP_URL"))
-    email_from: str = Field(default="no-reply@localhost", validation_alias=_env("HERALD_EMAIL_FROM"))
-    app_title: str = Field(default="DHIS 2", validation_alias=_env("HERALD_APP_TITLE"))
-    smtp_connections: int = Field(default=4, ge=1, le=64, validation_alias=_env("HERALD_SMTP_CONNECTIONS"))
-    smtp_timeout_s: float = Field(default=30.0, gt=0, validation_alias=_env("HERALD_SMTP_TIMEOUT_S"))
-    twilio_account_sid: str | None = Field(default=None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
-    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
-    twilio_from_number: str | None = Field(default=None, validation_alias=_env("TWILIO_FROM_NUMBER"))
-    twilio_messaging_service_sid: str | None = Field(
-        default=None, validation_alias=_env("TWILIO_MESSAGING_SERVICE_SID")
-    )
-    twilio_api_base_url: str | None = Field(default=None, validation_alias=_env("TWILIO_API_BASE_URL"))
-    sms_rate_per_s: float = Field(default=10.0, gt=0, validation_alias=_env("HERALD_SMS_RATE"))
-    max_attempts: int = Field(default=8, ge=1, le=100, validation_alias=_env("HERALD_MAX_ATTEMPTS"))
-    retry_base_s: float = Field(default=30.0, gt=0, validation_alias=_env("HERALD_RETRY_BASE_S"))
-    retry_max_s: float = Field(default=3600.0, gt=0, validation_alias=_env("HERALD_RETRY_MAX_S"))
-    delivery_lease_s: float = Field(default=300.0, gt=0, validation_alias=_env("HERALD_DELIVERY_LEASE_S"))
-    delivery_stale_s: float = Field(default=120.0, gt=0, validation_alias=_env("HERALD_DELIVERY_STALE_S"))
-    delivery_batch: int = Field(default=50, ge=1, le=1000, validation_alias=_env("HERALD_DELIVERY_BATCH"))
-    sms_concurrency: int = Field(default=16, ge=1, le=256, validation_alias=_env("HERALD_SMS_CONCURRENCY"))
-    sms_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_env("HERALD_SMS_TIMEOUT_S"))
+def http_url(value: str | None) -> str | None:
+    """An http(s) URL without its trailing slash, or None when empty."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
 
-    # --- browser app hosting (issue 4) ---
-    apps_dir: Path = Field(default=Path("./herald-apps"), validation_alias=_env("HERALD_APPS_DIR"))
-    max_app_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAX_APP_BYTES"))
-    session_ttl_s: float = Field(default=12 * 3600.0, gt=0, validation_alias=_env("HERALD_SESSION_TTL_S"))
 
-    # --- security: logins, uploads, trusted links (issue 8) ---
-    login_max_failures: int = Field(default=5, ge=1, le=1000, validation_alias=_env("HERALD_LOGIN_MAX_FAILURES"))
-    login_window_s: float = Field(default=900.0, gt=0, le=86400, validation_alias=_env("HERALD_LOGIN_WINDOW_S"))
-    login_max_address_failures: int = Field(
-        default=100, ge=1, le=100000, validation_alias=_env("HERALD_LOGIN_MAX_ADDRESS_FAILURES")
-    )
-    allowed_hosts: str = Field(default="localhost,127.0.0.1,::1", validation_alias=_env("HERALD_ALLOWED_HOSTS"))
-    max_unattached_uploads: int = Field(default=20, ge=1, validation_alias=_env("HERALD_MAX_UNATTACHED_UPLOADS"))
-    max_unattached_upload_bytes: int = Field(
-        default=50 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_MAX_UNATTACHED_UPLOAD_BYTES")
-    )
-    unattached_upload_ttl_s: float = Field(
-        default=24 * 3600.0,
-        gt=0,
-        validation_alias=AliasChoices("HERALD_UNATTACHED_UPLOAD_TTL_S", "HERALD_UNATTACHED_UPLOAD_TTL"),
-    )
-    upload_cleanup_interval_s: float = Field(
-        default=600.0, gt=0, le=86400, validation_alias=_env("HERALD_UPLOAD_CLEANUP_INTERVAL_S")
-    )
+class DatabaseSettings(SettingsBase):
+    """Where the database is."""
 
-    # (spacer: keep sections apart so parallel branches merge cleanly)
-
-    # --- input limits and parsing (issue 9) ---
-
-    # (spacer)
-
-    # --- validation-result notifications (issue 10) ---
-    validation_max_body_bytes: int = Field(
-        default=16 * 1024 * 1024, ge=1024, validation_alias=_env("HERALD_VALIDATION_MAX_BODY_BYTES")
-    )  # POST /api/validationResults: 10,000 results are about 1.5 MB
-
-    # (spacer)
-
-    # --- operations: dashboard, deliveries, CLI (issue 11) ---
-
-    # (spacer)
-
-    # --- observability: metrics, health, logs, heartbeats (issue 11) ---
-    log_format: Literal["text", "json"] = Field(default="text", validation_alias=_env("HERALD_LOG_FORMAT"))
-    heartbeat_s: float = Field(default=5.0, gt=0, le=300, validation_alias=_env("HERALD_HEARTBEAT_S"))
-    health_timeout_s: float = Field(default=2.0, gt=0, le=30, validation_alias=_env("HERALD_HEALTH_TIMEOUT_S"))
+    database_url: str = Field(default="sqlite:///./herald.db", validation_alias=env("DATABASE_URL"))
 
     @field_validator("database_url")
     @classmethod
@@ -121,6 +58,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
 
+
+class BrokerSettings(SettingsBase):
+    """Which broker carries the jobs (none: the API process runs the workers); read by workers, health and ops."""
+
+    broker_url: str = Field(default="", validation_alias=env("BROKER_URL"))
+    broker_namespace: str = Field(default="herald", validation_alias=env("HERALD_BROKER_NAMESPACE"))
+
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
@@ -128,32 +72,40 @@ class Settings(BaseSettings):
             raise ValueError("must be empty, redis://... or amqp://...")
         return value
 
-    @field_validator("base_url", "twilio_api_base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+    @property
+    def in_process_workers(self) -> bool:
+        """True when no broker is configured: the API process runs the workers too."""
+        return not self.broker_url
 
-    @field_validator("smtp_url")
-    @classmethod
-    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
-            raise ValueError("must be smtp://[user:pass@]host:port or smtps://...")
-        return value
 
-    @field_validator("log_level")
+class SiteSettings(SettingsBase):
+    """Herald's public address: links in API answers and in notifications."""
+
+    base_url: str | None = Field(default=None, validation_alias=env("HERALD_BASE_URL"))
+
+    @field_validator("base_url")
     @classmethod
-    def _log_level(cls, value: str) -> str:
-        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
-        return value.upper()
+    def _base_url(cls, value: str | None) -> str | None:
+        return http_url(value)
+
+
+class OutboxSettings(SettingsBase):
+    """How the outbox relay polls and re-sends events."""
+
+    outbox_poll_s: float = Field(default=0.1, gt=0, le=60, validation_alias=env("HERALD_OUTBOX_POLL_S"))
+    outbox_stale_s: float = Field(default=30.0, gt=0, validation_alias=env("HERALD_OUTBOX_STALE_S"))
+    outbox_batch: int = Field(default=500, ge=1, le=10000, validation_alias=env("HERALD_OUTBOX_BATCH"))
+
+
+class DeliveryPolicySettings(SettingsBase):
+    """Retries, backoff and leases of email and SMS deliveries."""
+
+    max_attempts: int = Field(default=8, ge=1, le=100, validation_alias=env("HERALD_MAX_ATTEMPTS"))
+    retry_base_s: float = Field(default=30.0, gt=0, validation_alias=env("HERALD_RETRY_BASE_S"))
+    retry_max_s: float = Field(default=3600.0, gt=0, validation_alias=env("HERALD_RETRY_MAX_S"))
+    delivery_lease_s: float = Field(default=300.0, gt=0, validation_alias=env("HERALD_DELIVERY_LEASE_S"))
+    delivery_stale_s: float = Field(default=120.0, gt=0, validation_alias=env("HERALD_DELIVERY_STALE_S"))
+    delivery_batch: int = Field(default=50, ge=1, le=1000, validation_alias=env("HERALD_DELIVERY_BATCH"))
 
     @field_validator("retry_max_s")
     @classmethod
@@ -163,31 +115,70 @@ class Settings(BaseSettings):
             raise ValueError("must not be less than HERALD_RETRY_BASE_S")
         return value
 
-    @property
-    def in_process_workers(self) -> bool:
-        """True when no broker is configured: the API process runs the workers too."""
-        return not self.broker_url
+
+class SecuritySettings(SettingsBase):
+    """The first admin's password, login throttling and limits on unattached uploads."""
+
+    admin_password: SecretStr | None = Field(default=None, validation_alias=env("HERALD_ADMIN_PASSWORD"))
+    login_max_failures: int = Field(default=5, ge=1, le=1000, validation_alias=env("HERALD_LOGIN_MAX_FAILURES"))
+    login_window_s: float = Field(default=900.0, gt=0, le=86400, validation_alias=env("HERALD_LOGIN_WINDOW_S"))
+    login_max_address_failures: int = Field(
+        default=100, ge=1, le=100000, validation_alias=env("HERALD_LOGIN_MAX_ADDRESS_FAILURES")
+    )
+    max_unattached_uploads: int = Field(default=20, ge=1, validation_alias=env("HERALD_MAX_UNATTACHED_UPLOADS"))
+    max_unattached_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, validation_alias=env("HERALD_MAX_UNATTACHED_UPLOAD_BYTES")
+    )
+    unattached_upload_ttl_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        validation_alias=env("HERALD_UNATTACHED_UPLOAD_TTL_S", "HERALD_UNATTACHED_UPLOAD_TTL"),
+    )
+    upload_cleanup_interval_s: float = Field(
+        default=600.0, gt=0, le=86400, validation_alias=env("HERALD_UPLOAD_CLEANUP_INTERVAL_S")
+    )
 
 
-def known_keys() -> set[str]:
-    """Every environment key Herald reads."""
+class ObservabilitySettings(SettingsBase):
+    """Logs, worker heartbeats and readiness checks."""
+
+    log_level: str = Field(default="INFO", validation_alias=env("HERALD_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias=env("HERALD_LOG_FORMAT"))
+    heartbeat_s: float = Field(default=5.0, gt=0, le=300, validation_alias=env("HERALD_HEARTBEAT_S"))
+    health_timeout_s: float = Field(default=2.0, gt=0, le=30, validation_alias=env("HERALD_HEALTH_TIMEOUT_S"))
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+
+def known_keys(cls: type[SettingsBase]) -> set[str]:
+    """Every environment key a settings class reads."""
     keys: set[str] = set()
-    for field in Settings.model_fields.values():
+    for field in cls.model_fields.values():
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
             keys.update(str(choice) for choice in alias.choices)
     return keys
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the settings; raise SettingsError naming the offending key."""
-    env = dict(os.environ if environ is None else environ)
-    unknown = sorted(k for k in env if k.startswith("HERALD_") and k not in known_keys())
+def load(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """Read and validate ``cls`` from the environment; raise SettingsError naming the offending key.
+
+    ``cls`` must be the composed class of a whole process: a ``HERALD_*`` key it does not read is
+    refused as unknown (a typo must not pass for a default).
+    """
+    env_ = dict(os.environ if environ is None else environ)
+    keys = known_keys(cls)
+    unknown = sorted(k for k in env_ if k.startswith("HERALD_") and k not in keys)
     if unknown:
         raise SettingsError(f"unknown configuration key {unknown[0]} (see docs/configuration.md)")
-    values = {k: v for k, v in env.items() if k in known_keys()}
+    values = {k: v for k, v in env_.items() if k in keys}
     try:
-        return Settings.model_validate(values)
+        return cls.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0]) if error["loc"] else "?"

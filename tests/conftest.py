@@ -24,11 +24,11 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
+from herald.settings import HeraldSettings, load_settings
 from messaging.db import make_engine, make_sessionmaker
 from messaging.demo import load_demo
 from messaging.migrate import upgrade
 from messaging.models import Base
-from messaging.settings import Settings, load_settings
 from tests.support.smtp_sink import SmtpSink
 from tests.support.twilio_standin import TwilioStandIn
 from workers.runtime import InProcessFleet, build_runtime
@@ -146,7 +146,7 @@ def redis_namespace() -> Iterator[str]:
     client.close()
 
 
-def make_settings(**overrides: Any) -> Settings:
+def make_settings(**overrides: Any) -> HeraldSettings:
     """Settings for tests, from explicit values only (never the developer's environment)."""
     values = {"DATABASE_URL": "sqlite://", "HERALD_OUTBOX_POLL_S": "0.02", "HERALD_AUTH_CACHE_S": "300"}
     values.update({k: str(v) for k, v in overrides.items()})
@@ -159,7 +159,7 @@ class LiveServer:
 
     url: str
     engine: Engine
-    settings: Settings
+    settings: HeraldSettings
     fleet: InProcessFleet
     clients: list[httpx.Client] = field(default_factory=list)
 
@@ -181,7 +181,7 @@ class LiveServer:
 
 
 @contextmanager
-def serve(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
+def serve(settings: HeraldSettings, engine: Engine) -> Iterator[LiveServer]:
     """Run Herald (API + in-process workers) in a thread until the block ends."""
     fleet = InProcessFleet(build_runtime(settings, engine=engine))
     fleet.start()

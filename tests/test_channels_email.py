@@ -18,7 +18,7 @@ from channels.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
-from messaging.settings import load_settings
+from herald.settings import load_settings
 from tests.support.channels import closed_afterwards
 from tests.support.smtp_sink import DROP, STALL, SmtpSink
 

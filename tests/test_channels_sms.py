@@ -21,7 +21,7 @@ from channels.errors import (
     UnknownOutcomeError,
 )
 from channels.sms import DEFAULT_SMS_MAX_LENGTH, SmsChannel, normalise_phone_number
-from messaging.settings import load_settings
+from herald.settings import load_settings
 from tests.support.channels import closed_afterwards
 from tests.support.smtp_sink import free_tcp_port
 from tests.support.twilio_standin import Answer, TwilioStandIn, error_body

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from herald.settings import load_settings
 from messaging import context
 from messaging.logs import TEXT_FORMAT, JsonFormatter, RequestIdFilter, configure_logging
-from messaging.settings import SettingsError, load_settings
+from messaging.settings import SettingsError
 
 
 @pytest.fixture

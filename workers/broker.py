@@ -9,10 +9,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from messaging.settings import Settings
+from messaging.settings import BrokerSettings
 
 
-def build_broker(settings: Settings) -> dramatiq.Broker:
+def build_broker(settings: BrokerSettings) -> dramatiq.Broker:
     """The broker for BROKER_URL (never installed as Dramatiq's global unless the caller does)."""
     url = settings.broker_url
     if not url:
@@ -25,6 +25,6 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     raise ValueError(f"unsupported BROKER_URL scheme {scheme!r}")
 
 
-def queue_name(settings: Settings, name: str) -> str:
+def queue_name(settings: BrokerSettings, name: str) -> str:
     """Queue names carry the namespace so test runs and deployments never share queues."""
     return f"{settings.broker_namespace}.{name}"

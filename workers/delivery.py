@@ -19,11 +19,11 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import Engine
 
 from messaging import deliveries, fanout
-from messaging.settings import Settings
 from workers.broker import queue_name
 from workers.outage import Outage
 from workers.relay import Relay
 from workers.sending import SLOT_WAIT_S, DeliveryHost, build_channels
+from workers.settings import FleetSettings
 
 log = logging.getLogger("herald.deliveries")
 
@@ -43,7 +43,7 @@ class DeliveryRelay(Relay):
         engine: Engine,
         send_job: Callable[[str, list[int]], Any],
         channels: Sequence[str],
-        settings: Settings,
+        settings: FleetSettings,
         broker_outage: Outage | None = None,
         database_outage: Outage | None = None,
     ) -> None:
@@ -130,7 +130,7 @@ class DeliveryWorkers:
 
 
 def install(
-    settings: Settings,
+    settings: FleetSettings,
     engine: Engine,
     broker: dramatiq.Broker,
     broker_outage: Outage | None = None,

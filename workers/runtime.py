@@ -1,4 +1,4 @@
-"""The worker fleet's composition: broker, actors and relay built from one Settings."""
+"""The worker fleet's composition: broker, actors and relay built from one FleetSettings."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from sqlalchemy import Engine
 
 from messaging import fanout, heartbeats, outbox
 from messaging.db import make_engine
-from messaging.settings import Settings
 from workers import delivery, upload_cleanup
 from workers.broker import build_broker, queue_name
 from workers.heartbeat import HeartbeatMiddleware
 from workers.outage import Outage
 from workers.relay import Relay
+from workers.settings import FleetSettings
 from workers.tracing import RequestIdMiddleware
 
 log = logging.getLogger("herald.workers")
@@ -27,7 +27,7 @@ log = logging.getLogger("herald.workers")
 class Runtime:
     """Everything a worker process (or the in-process fleet) needs."""
 
-    settings: Settings
+    settings: FleetSettings
     engine: Engine
     broker: dramatiq.Broker
     relay: Relay
@@ -48,7 +48,7 @@ class RelayMiddleware(Middleware):
         self.relay.stop()
 
 
-def build_runtime(settings: Settings, *, engine: Engine | None = None, broker: dramatiq.Broker | None = None) -> Runtime:
+def build_runtime(settings: FleetSettings, *, engine: Engine | None = None, broker: dramatiq.Broker | None = None) -> Runtime:
     """Declare Herald's actors on a broker for these settings."""
     engine = engine or make_engine(settings.database_url, pool_size=settings.worker_threads + 2)
     broker = broker or build_broker(settings)

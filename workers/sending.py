@@ -49,10 +49,10 @@ from channels.errors import (
 from channels.sms import SmsChannel
 from messaging import deliveries
 from messaging.deliveries import Claim, Draft, Outcome, Result, RetryPolicy
-from messaging.settings import Settings
 from workers.outage import Outage
 from workers.ratelimit import LocalBucket, RedisBucket, TokenBucket, take_within
 from workers.recorder import Recorder
+from workers.settings import FleetSettings
 
 log = logging.getLogger("herald.deliveries")
 SLOT_WAIT_S = 5.0  # longest a job waits for room on its channel before handing its rows back
@@ -63,7 +63,7 @@ STATUS_CALLBACK_PATH = "/api/sms/twilio/status"
 UNREACHABLE_CODES = frozenset({None, "smtp-connect", "smtp-421", "twilio-connect"})
 
 
-def build_channels(settings: Settings) -> dict[str, Channel]:
+def build_channels(settings: FleetSettings) -> dict[str, Channel]:
     """The configured channels (unconnected); ValueError naming the key when one is half-configured."""
     channels: dict[str, Channel] = {}
     if settings.smtp_url is not None:
@@ -182,7 +182,7 @@ class Lane:
 class DeliveryHost:
     """The channels, loop and recorder of one worker process; ``deliver`` is the actor's body."""
 
-    def __init__(self, settings: Settings, engine: Engine, channel_names: Sequence[str]) -> None:
+    def __init__(self, settings: FleetSettings, engine: Engine, channel_names: Sequence[str]) -> None:
         self.settings, self.engine, self.channel_names = settings, engine, tuple(channel_names)
         self.policy = RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s)
         self._loop: EventLoopThread | None = None

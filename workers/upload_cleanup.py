@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from messaging.attachments import delete_unattached
 from messaging.db import make_sessionmaker
 from messaging.models import utcnow
-from messaging.settings import Settings
+from messaging.settings import SecuritySettings
 from workers.outage import Outage
 
 log = logging.getLogger("herald.uploads")
@@ -89,7 +89,7 @@ class UploadSweeperMiddleware(Middleware):
         self.sweeper.stop()
 
 
-def install(settings: Settings, engine: Engine, broker: dramatiq.Broker, database_outage: Outage | None = None) -> UploadSweeper:
+def install(settings: SecuritySettings, engine: Engine, broker: dramatiq.Broker, database_outage: Outage | None = None) -> UploadSweeper:
     """Attach an upload sweeper to the broker's workers; return it."""
     sweeper = UploadSweeper(
         engine,

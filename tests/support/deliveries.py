@@ -24,11 +24,11 @@ import uvicorn
 from sqlalchemy import Engine, select
 
 from api.app import create_app
+from herald.settings import HeraldSettings
 from messaging.db import make_sessionmaker
 from messaging.directory import set_system_setting, set_user_setting
 from messaging.metadata import import_metadata
 from messaging.models import Conversation, Delivery, Message, User
-from messaging.settings import Settings
 from tests.conftest import LiveServer, free_tcp_port, make_settings, serve, wait_until
 from tests.support.smtp_sink import SmtpSink
 from workers.runtime import Runtime, build_runtime
@@ -195,7 +195,7 @@ class Fleet:
 
     url: str
     engine: Engine
-    settings: Settings
+    settings: HeraldSettings
     runtime: Runtime
     worker: dramatiq.Worker | None = None
 
@@ -217,7 +217,7 @@ class Fleet:
     def worker_env(self) -> dict[str, str]:
         """The environment for a `herald worker` subprocess with these settings."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "BROKER_", "DATABASE_", "SMTP_", "TWILIO_"))}
-        for name, field in Settings.model_fields.items():
+        for name, field in HeraldSettings.model_fields.items():
             value = getattr(self.settings, name)
             alias = field.validation_alias
             key = str(alias.choices[0]) if alias is not None and hasattr(alias, "choices") else None

@@ -17,10 +17,10 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from api.app import create_app
+from herald.settings import HeraldSettings
 from messaging.db import make_engine
 from messaging.migrate import upgrade
 from messaging.models import Conversation, OutboxEvent, User, UserMessage
-from messaging.settings import Settings
 from tests.conftest import REDIS_URL, drain_outbox, make_settings, reset_with_demo, serve_app
 from tests.support.deliveries import broker_fleet, seed_metadata
 from workers.runtime import InProcessFleet, build_runtime
@@ -81,13 +81,13 @@ def seed_group(engine: Engine) -> None:
 
 
 @contextmanager
-def _uvicorn(settings: Settings, engine: Engine, on_commit: Callable[[], None] | None) -> Iterator[str]:
+def _uvicorn(settings: HeraldSettings, engine: Engine, on_commit: Callable[[], None] | None) -> Iterator[str]:
     with serve_app(create_app(settings, engine=engine, on_commit=on_commit)) as url:
         yield url
 
 
 @contextmanager
-def in_process_herald(settings: Settings, engine: Engine) -> Iterator[Herald]:
+def in_process_herald(settings: HeraldSettings, engine: Engine) -> Iterator[Herald]:
     """Herald with the in-process fleet, as ``serve`` in conftest.py builds it, started on demand."""
     fleet = InProcessFleet(build_runtime(settings, engine=engine))
     with _uvicorn(settings, engine, fleet.runtime.relay.wake) as url:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dramatiq
 
+from herald.settings import load_settings
 from messaging.logs import configure_logging
-from messaging.settings import load_settings
 from workers.runtime import build_runtime
 
 settings = load_settings()
