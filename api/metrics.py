@@ -3,8 +3,9 @@
 HTTP counts and latencies live in the process that served the request, so each API process is
 its own scrape target (or, with PROMETHEUS_MULTIPROC_DIR set, every process of one host writes
 them to that directory and any of them answers for all). Deliveries, queues, fan-out and the
-trigger-to-sent latency come from the database at scrape time (``messaging.metrics``): the same
-from every target, whatever process did the work, and they survive restarts.
+trigger-to-sent latency come from the database at scrape time (``messaging.metrics``: open rows
+through partial indexes, counters folded incrementally from the delivery attempts): the same from
+every target, whatever process did the work, and they survive restarts.
 """
 
 from __future__ import annotations
@@ -81,11 +82,13 @@ class DatabaseCollector(Collector):
         self.sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
-        """Families for deliveries, retries, dead letters, queues, fan-out and trigger-to-sent latency."""
+        """Families for deliveries, attempts, retries, dead letters, queues, fan-out and trigger-to-sent latency."""
         with self.sessions() as session:
             data = figures.figures(session)
-        deliveries = GaugeMetricFamily("herald_deliveries", "Deliveries by channel and status (outcome).",
+        deliveries = GaugeMetricFamily("herald_deliveries", "Open deliveries by channel and status (SENT ones: attempts).",
                                        labels=["channel", "status"])
+        attempts = CounterMetricFamily("herald_delivery_attempts", "Delivery attempts by channel and outcome.",
+                                       labels=["channel", "outcome"])
         retries = CounterMetricFamily("herald_delivery_retries", "Attempts beyond each delivery's first, by channel.",
                                       labels=["channel"])
         retrying = GaugeMetricFamily("herald_deliveries_retrying", "Deliveries FAILED and waiting for their next attempt.",
@@ -94,12 +97,14 @@ class DatabaseCollector(Collector):
         per_channel: dict[str, dict[str, int]] = {}
         for row in data.deliveries:
             deliveries.add_metric([row.channel, row.status], row.count)
-            totals = per_channel.setdefault(row.channel, {"retries": 0, "FAILED": 0, "DEAD": 0})
-            totals["retries"] += row.retries
+            totals = per_channel.setdefault(row.channel, {"FAILED": 0, "DEAD": 0})
             if row.status in totals:
                 totals[row.status] += row.count
+        for (channel, outcome), n in sorted(data.attempts.outcomes.items()):
+            attempts.add_metric([channel, outcome], n)
+            per_channel.setdefault(channel, {"FAILED": 0, "DEAD": 0})
         for channel, totals in sorted(per_channel.items()):
-            retries.add_metric([channel], totals["retries"])
+            retries.add_metric([channel], data.attempts.retries.get(channel, 0))
             retrying.add_metric([channel], totals["FAILED"])
             dead.add_metric([channel], totals["DEAD"])
         depth = GaugeMetricFamily("herald_queue_depth", "Work waiting per queue (outbox events, due deliveries).",
@@ -117,7 +122,7 @@ class DatabaseCollector(Collector):
         for h in data.latency:
             buckets = [(_bound(bound), count) for bound, count in h.buckets] + [("+Inf", h.count)]
             latency.add_metric([h.channel], buckets, h.sum_s)
-        yield from (deliveries, retries, retrying, dead, depth, age, fanout, latency)
+        yield from (deliveries, attempts, retries, retrying, dead, depth, age, fanout, latency)
 
 
 def _bound(value: float) -> str:

@@ -466,3 +466,7 @@ class DeliveryAttempt(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     provider_answer: Mapped[str | None] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(64))
+
+
+# --- metrics (issue 11): its tables live in messaging/metric_tables.py ---
+from messaging import metric_tables as _metric_tables  # noqa: E402,F401
