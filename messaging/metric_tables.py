@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import DateTime, Float, String
+from sqlalchemy import DateTime, Float, Index, String, Table, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from messaging.models import Base, BigId
+from messaging.models import Base, BigId, Delivery
 
 
 class MetricWatermark(Base):
@@ -36,3 +37,16 @@ class MetricTotal(Base):
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     label: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+_DELIVERIES = cast(Table, Delivery.__table__)
+# The scrape's count of open deliveries per (status, channel) as an index-only scan: dead letters
+# pile up, and ix_deliveries_attention_id (status, id) would send each one to the heap for its
+# channel. Only rows in these statuses are in it, so sending (QUEUED -> SENT) never writes to it.
+ATTENTION_CHANNEL_INDEX = Index(
+    "ix_deliveries_attention_channel",
+    _DELIVERIES.c.status,
+    _DELIVERIES.c.channel,
+    postgresql_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN', 'DISCARDED', 'SKIPPED')"),
+    sqlite_where=text("status IN ('FAILED', 'DEAD', 'UNKNOWN', 'DISCARDED', 'SKIPPED')"),
+)

@@ -39,8 +39,9 @@ N = TypeVar("N", int, float)
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 WAITING = (QUEUED, FAILED)
 ATTEMPTS = "delivery_attempts"  # the watermark's name
-# Each partial index and the statuses counted through it (FAILED is in both: counted once, by the first).
-GAUGED = ((DUE_INDEX_PREDICATE, (QUEUED, SENDING, FAILED)), (ATTENTION_INDEX_PREDICATE, (DEAD, UNKNOWN, DISCARDED, SKIPPED)))
+# Each partial index and the statuses counted through it: the attention ones from
+# ix_deliveries_attention_channel (index-only), the rest of the due ones from ix_deliveries_due.
+GAUGED = ((ATTENTION_INDEX_PREDICATE, (FAILED, DEAD, UNKNOWN, DISCARDED, SKIPPED)), (DUE_INDEX_PREDICATE, (QUEUED, SENDING)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +123,8 @@ def delivery_counts(session: Session) -> list[DeliveryCount]:
         # The index's own predicate, verbatim: the planner then reads only the index's rows.
         rows = session.execute(
             select(_D.c.channel, _D.c.status, func.count())
-            .where(text(predicate), _D.c.status.in_(statuses))
-            .group_by(_D.c.channel, _D.c.status)
+            .where(text(predicate), *([_D.c.status.in_(statuses)] if predicate == DUE_INDEX_PREDICATE else []))
+            .group_by(_D.c.status, _D.c.channel)
         )
         counts += [DeliveryCount(channel, status, int(n)) for channel, status, n in rows]
     return sorted(counts, key=lambda c: (c.channel, c.status))
@@ -155,11 +156,13 @@ def fold(session: Session) -> int:
     """Fold the attempts recorded before the last scrape into ``metric_totals``; commits. Returns the new watermark."""
     postgres = session.get_bind().dialect.name == "postgresql"
     insert = postgresql.insert if postgres else sqlite.insert
-    session.execute(insert(_W).values(name=ATTEMPTS, folded_id=0).on_conflict_do_nothing())
-    session.commit()
-    folded, pending, pending_at = session.execute(
-        select(_W.c.folded_id, _W.c.pending_id, _W.c.pending_at).where(_W.c.name == ATTEMPTS)
-    ).one()
+    watermark = select(_W.c.folded_id, _W.c.pending_id, _W.c.pending_at).where(_W.c.name == ATTEMPTS)
+    row = session.execute(watermark).one_or_none()
+    if row is None:  # the first scrape after the upgrade
+        session.execute(insert(_W).values(name=ATTEMPTS, folded_id=0).on_conflict_do_nothing())
+        session.commit()
+        row = session.execute(watermark).one()
+    folded, pending, pending_at = row
     if pending is not None and pending > folded and (not postgres or _settled(session, pending_at)):
         # Compare-and-set: of several scrapes at once, one moves the watermark; the others fold nothing.
         moved = session.execute(
@@ -207,15 +210,17 @@ _OPEN_BEFORE = text(
     """
     SELECT count(*) FROM pg_stat_activity
     WHERE datname = current_database() AND pid <> pg_backend_pid() AND timezone('UTC', xact_start) < :at
+      AND (backend_xid IS NOT NULL OR state = 'active')
     """
 )
 
 
 def _settled(session: Session, pending_at: Any) -> bool:
-    """No other transaction of this database that began before ``pending_at`` is still open.
+    """No other transaction of this database that began before ``pending_at`` and wrote (or is running) is still open.
 
-    Such a transaction may hold an attempt id below the pending one that it has not committed yet;
-    transactions of other databases on the server cannot write here and do not count.
+    Such a transaction may hold an attempt id below the pending one that it has not committed yet.
+    Transactions of other databases cannot write here, and one idle without having written holds
+    no id (an id is drawn by the statement that writes the row): neither delays folding.
     """
     return pending_at is not None and int(session.scalar(_OPEN_BEFORE, {"at": pending_at}) or 0) == 0
 

@@ -34,8 +34,14 @@ def upgrade() -> None:
         sa.Column('value', sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint('name', 'channel', 'label', name=op.f('pk_metric_totals')),
     )
+    attention = sa.text("status IN ('FAILED', 'DEAD', 'UNKNOWN', 'DISCARDED', 'SKIPPED')")
+    op.create_index(
+        'ix_deliveries_attention_channel', 'deliveries', ['status', 'channel'], unique=False,
+        postgresql_where=attention, sqlite_where=attention,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index('ix_deliveries_attention_channel', table_name='deliveries')
     op.drop_table('metric_totals')
     op.drop_table('metric_watermarks')
