@@ -4,7 +4,9 @@
     python -m bench._peers twilio --stats-port S            # the tests' Twilio stand-in, on a free port
 
 ``GET http://127.0.0.1:S/stats`` answers {"messages": n, "unique": m} (unique Message-IDs, or
-unique To numbers; the stand-in adds its "port"), ``POST /reset`` starts counting afresh.
+unique To numbers; the stand-in adds its "port"), ``POST /reset`` starts counting afresh. The SMTP
+sink also answers ``GET /times``: the wall-clock time (``time.time()``) each message's DATA ended,
+in arrival order, for the latency benchmark.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import asyncio
 import re
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -27,11 +30,14 @@ class CountingHandler:
         self.lock = threading.Lock()
         self.count = 0
         self.ids: set[bytes] = set()
+        self.times: list[float] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         match = _MESSAGE_ID.search(envelope.original_content or b"")
+        received = time.time()
         with self.lock:
             self.count += 1
+            self.times.append(received)
             if match:
                 self.ids.add(match.group(1))
         return "250 OK"
@@ -42,10 +48,14 @@ class CountingHandler:
 
     def reset(self) -> None:
         with self.lock:
-            self.count, self.ids = 0, set()
+            self.count, self.ids, self.times = 0, set(), []
+
+    def received_at(self) -> list[float]:
+        with self.lock:
+            return list(self.times)
 
 
-async def serve_stats(port: int, stats: Any, reset: Any) -> None:
+async def serve_stats(port: int, stats: Any, reset: Any, times: Any = None) -> None:
     """The stats endpoint, until the process is stopped."""
 
     async def get_stats(request: web.Request) -> web.Response:
@@ -58,6 +68,12 @@ async def serve_stats(port: int, stats: Any, reset: Any) -> None:
     app = web.Application()
     app.router.add_get("/stats", get_stats)
     app.router.add_post("/reset", post_reset)
+    if times is not None:
+
+        async def get_times(request: web.Request) -> web.Response:
+            return web.json_response(times())
+
+        app.router.add_get("/times", get_times)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -72,7 +88,7 @@ def smtp(port: int, stats_port: int) -> None:
     controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10.0)
     controller.start()
     try:
-        asyncio.run(serve_stats(stats_port, handler.stats, handler.reset))
+        asyncio.run(serve_stats(stats_port, handler.stats, handler.reset, handler.received_at))
     finally:
         controller.stop()
 

@@ -19,6 +19,8 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import Engine
 
 from messaging import deliveries, fanout
+from messaging.deliveries import relay as deliveries_relay
+from messaging.deliveries.relay import NOTIFY_CHANNEL
 from workers.broker import queue_name
 from workers.outage import Outage
 from workers.relay import Relay
@@ -37,6 +39,8 @@ class DeliveryRelay(Relay):
     """
 
     thread_name = "herald-delivery-relay"
+    notify_channel = NOTIFY_CHANNEL  # releases and scheduled retries NOTIFY it (messaging.deliveries.relay)
+    notify_trigger = None
 
     def __init__(
         self,
@@ -59,6 +63,17 @@ class DeliveryRelay(Relay):
         self.send_job, self.channels, self.job_size = send_job, tuple(channels), settings.delivery_batch
         self.sweep_s = max(settings.outbox_poll_s, min(5.0, settings.delivery_stale_s / 4, settings.delivery_lease_s / 4))
         self._next_sweep = 0.0
+
+    def idle_wait_s(self) -> float:
+        """Until the earliest row not yet handed over is due, or the next sweep, whichever comes first.
+
+        New rows never wait for this: the fan-out dispatches them itself. A release or a newly
+        scheduled retry NOTIFYs, and the wait is worked out again then.
+        """
+        until_sweep = max(0.0, self._next_sweep - time.monotonic())
+        due_in = deliveries_relay.next_due_in_s(self.engine)
+        wait = until_sweep if due_in is None else min(until_sweep, due_in)
+        return max(self.poll_s, wait)
 
     def run_once(self) -> int:
         """Enqueue one batch of due deliveries (and sweep when it is time); return how many went."""

@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, Integer, String, Text, bindparam, func, null, or_, text, update
 
-from messaging.deliveries.states import DEAD, FAILED, QUEUED, RECORDABLE, sql_in
+from messaging.deliveries.relay import notify_relays
+from messaging.deliveries.states import DEAD, DUE, FAILED, QUEUED, RECORDABLE, sql_in
 from messaging.deliveries.states import DELIVERIES as _T
 from messaging.models import utcnow
 
@@ -155,6 +156,8 @@ def record(engine: Engine, outcomes: Sequence[Outcome], policy: RetryPolicy, *, 
         else:
             conn.execute(_RECORD, params)
             conn.execute(_ATTEMPTS, params)
+        if any(p["b_status"] in DUE for p in params):
+            notify_relays(conn)  # a retry was scheduled or a row handed back: the relays' next wake-up moved
 
 
 def _params(o: Outcome, policy: RetryPolicy, now: datetime, rng: random.Random | None) -> dict[str, Any]:

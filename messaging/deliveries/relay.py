@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import timedelta
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from messaging.deliveries.states import ATTEMPTS, DUE, SENDING, UNKNOWN, sql_in
 from messaging.deliveries.states import DELIVERIES as _T
@@ -34,6 +35,10 @@ _CLAIM_DUE_PG = f"""
         ORDER BY next_attempt_at, id LIMIT :limit FOR UPDATE SKIP LOCKED))
     RETURNING id, channel
 """  # noqa: S608 (constants from states.py, checked by sql_in)
+# The delivery relays LISTEN on this channel (workers/delivery.py): a release or a retry scheduled
+# NOTIFYs it in its own transaction, so the relays look again then instead of polling.
+NOTIFY_CHANNEL = "herald_deliveries"
+_NOTIFY_PG = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 _CLAIM_UNQUEUED_PG = text(_CLAIM_DUE_PG.format(enqueued="enqueued_at IS NULL"))
 _CLAIM_STALE_PG = text(_CLAIM_DUE_PG.format(enqueued="enqueued_at < :stale_before"))
 
@@ -68,6 +73,24 @@ def release(engine: Engine, ids: Sequence[int]) -> None:
     if ids:
         with engine.begin() as conn:
             conn.execute(update(_T).where(_T.c.id.in_(list(ids)), _T.c.status.in_(DUE)).values(enqueued_at=None))
+            notify_relays(conn)
+
+
+def notify_relays(conn: Connection) -> None:
+    """Wake the listening delivery relays when this transaction commits (PostgreSQL; elsewhere they poll)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY_PG)
+
+
+def next_due_in_s(engine: Engine) -> float | None:
+    """Seconds until the earliest QUEUED/FAILED row not handed to the broker is due (negative: overdue); None: none.
+
+    One index-only read of ix_deliveries_unqueued: how long a listening relay may sleep.
+    """
+    query = select(func.min(_T.c.next_attempt_at)).where(_T.c.status.in_(DUE), _T.c.enqueued_at.is_(None))
+    with engine.connect() as conn:
+        earliest = conn.execute(query).scalar()
+    return None if earliest is None else (earliest - utcnow()).total_seconds()
 
 
 def expire_leases(engine: Engine) -> int:

@@ -1,0 +1,105 @@
+"""Wake-ups instead of idle polls: outbox and delivery NOTIFYs on PostgreSQL, enqueue wake-ups on Redis."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+from dramatiq.message import Message
+from sqlalchemy import Engine, update
+
+from messaging import deliveries, outbox
+from messaging.db import make_sessionmaker
+from messaging.deliveries.relay import NOTIFY_CHANNEL
+from messaging.models import OutboxEvent, utcnow
+from tests.conftest import REDIS_URL, wait_until
+from workers.broker import WakingRedisBroker
+from workers.relay import OUTBOX_CHANNEL, OUTBOX_TRIGGER, Listener, Relay
+
+WAIT_S = 10.0  # only ever reached when the behaviour is broken
+
+
+def _stage_event(engine: Engine) -> int:
+    with make_sessionmaker(engine)() as session:
+        event = outbox.stage(session, outbox.CONVERSATION_CREATED, {"conversation_id": 0, "users": [], "groups": [],
+                                                                    "org_units": []})
+        session.commit()
+        return event.id
+
+
+def _mark_done(engine: Engine, event_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(done_at=utcnow()))
+
+
+def test_a_committed_outbox_event_notifies_a_listening_relay(delivery_db: tuple[str, Engine]) -> None:
+    _, engine = delivery_db
+    listener = Listener(engine, OUTBOX_CHANNEL, OUTBOX_TRIGGER)
+    try:
+        event_id = _stage_event(engine)
+        assert listener.wait(WAIT_S) is True
+    finally:
+        listener.close()
+        _mark_done(engine, event_id)
+
+
+def test_a_listener_refuses_a_database_without_its_trigger(delivery_db: tuple[str, Engine]) -> None:
+    _, engine = delivery_db
+    with pytest.raises(LookupError, match="no_such_trigger"):
+        Listener(engine, OUTBOX_CHANNEL, "no_such_trigger")
+
+
+def test_releasing_deliveries_notifies_the_delivery_relays(delivery_db: tuple[str, Engine]) -> None:
+    _, engine = delivery_db
+    listener = Listener(engine, NOTIFY_CHANNEL)
+    try:
+        deliveries.release(engine, [2**40])  # no such row: the notification goes anyway, harmlessly
+        assert listener.wait(WAIT_S) is True
+    finally:
+        listener.close()
+
+
+def test_a_listening_relay_hands_over_an_event_committed_while_it_waits(
+    delivery_db: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, engine = delivery_db
+    monkeypatch.setattr("workers.relay.LISTEN_IDLE_S", 600.0)  # no pass of its own in the test's time: only the NOTIFY
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def send(event_id: int) -> None:
+        with lock:
+            sent.append(event_id)
+
+    relay = Relay(engine, send, poll_s=0.05, stale_s=3600.0, batch=100)
+    relay.start()
+    event_id = None
+    try:
+        wait_until(lambda: relay._listener is not None, what="the relay to listen")
+        event_id = _stage_event(engine)
+        wait_until(lambda: event_id in sent, what="the event handed to the broker")
+    finally:
+        relay.stop()
+        if event_id is not None:
+            _mark_done(engine, event_id)
+    assert sent.count(event_id) == 1
+
+
+def test_an_idle_redis_consumer_is_woken_by_an_enqueue_and_gets_the_message(redis_namespace: str) -> None:
+    broker = WakingRedisBroker(url=REDIS_URL, namespace=f"{redis_namespace}-wake-{secrets.token_hex(3)}")
+    broker.declare_queue("wake")
+    consumer = broker.consume("wake", prefetch=1, timeout=100)
+    try:
+        assert next(consumer) is None  # empty: it waited, and nothing came
+        message = broker.enqueue(Message(queue_name="wake", actor_name="noop", args=(1,), kwargs={}, options={}))
+        assert consumer._wait(WAIT_S) is True
+        got = wait_until(lambda: next(consumer), what="the message")
+        assert got.message_id == message.message_id and got.args == (1,)
+        consumer.ack(got)
+    finally:
+        consumer.close()
+        broker.flush_all()
+        for key in broker.client.scan_iter(f"{broker.namespace}*"):
+            broker.client.delete(key)
+        broker.close()
