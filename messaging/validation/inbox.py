@@ -99,8 +99,9 @@ def write_single(conn: Connection, batch: str, first: int | None, end: int | Non
         add_inbox_rows(conn, source, now)
 
 
-def chunk_ends(estimates: Sequence[int], limit: int = CHUNK_ROWS) -> list[int]:
-    """Cut parts 0..n-1 (estimated inbox rows each) into runs of at most ``limit`` rows; each run's end."""
+def chunk_ends(estimates: Sequence[int], limit: int | None = None) -> list[int]:
+    """Cut parts 0..n-1 (estimated inbox rows each) into runs of at most ``limit`` (CHUNK_ROWS) rows; each run's end."""
+    limit = CHUNK_ROWS if limit is None else limit
     ends: list[int] = []
     rows = 0
     for part, estimate in enumerate(estimates):
