@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from collections.abc import Iterator
@@ -44,13 +45,44 @@ def bulk_group(engine: Engine, members: int) -> None:
         )
 
 
-def writing(engine: Engine) -> bool:
-    """A worker's notification transaction is inserting conversations, messages or inbox rows right now."""
+RUN_TABLES, CHUNK_TABLES = "conversations|messages|validation_notifications", "user_messages"
+
+
+def writing(engine: Engine, tables: str) -> bool:
+    """A worker's transaction is inserting into one of ``tables`` right now."""
     with engine.connect() as conn:
         return bool(conn.exec_driver_sql(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND state = 'active' AND query ~ '^INSERT INTO (conversations|messages|user_messages|validation_notifications)'"
+            f"AND state = 'active' AND query ~ '^INSERT INTO ({tables}) '"
         ).scalar())
+
+
+def quiet(engine: Engine) -> bool:
+    """No other backend of this database runs a statement (the killed worker's have ended)."""
+    with engine.connect() as conn:
+        return not conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state = 'active'"
+        ).scalar()
+
+
+def run_done(engine: Engine) -> bool:
+    """The notification run committed (its chunk events need not be done)."""
+    with engine.connect() as conn:
+        return conn.scalar(select(OutboxEvent.done_at).order_by(OutboxEvent.id).limit(1)) is not None
+
+
+def chunk_rows_done(engine: Engine) -> int:
+    """Inbox rows the done chunk events account for: members x the parts they cover."""
+    with engine.connect() as conn:
+        events = conn.execute(select(OutboxEvent.payload).where(OutboxEvent.done_at.is_not(None))).scalars()
+        return sum((p["parts"][1] - p["parts"][0]) * MEMBERS for p in events if "parts" in p)
+
+
+def all_done(engine: Engine) -> bool:
+    """Every outbox event (the run and its chunks) is done."""
+    with engine.connect() as conn:
+        return not conn.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.done_at.is_(None)))
 
 
 def counts(engine: Engine) -> tuple[int, int, int, int]:
@@ -64,9 +96,11 @@ def counts(engine: Engine) -> tuple[int, int, int, int]:
         )
 
 
+@pytest.mark.parametrize("kill_in", ["run", "chunk"])
 def test_a_worker_killed_while_notifying_5000_results_notifies_each_once_after_restart(
-    validation_fleet: Fleet, tmp_path: Path
+    validation_fleet: Fleet, tmp_path: Path, kill_in: str
 ) -> None:
+    """Killed in the run (conversations) or in one of its inbox chunks: each leaves nothing or all of itself."""
     engine = validation_fleet.engine
     bulk_group(engine, MEMBERS)
     seed_metadata(engine, {"validationRules": RULES,
@@ -84,14 +118,26 @@ def test_a_worker_killed_while_notifying_5000_results_notifies_each_once_after_r
     env = {**validation_fleet.worker_env(), "HERALD_OUTBOX_STALE_S": "1", "HERALD_OUTBOX_POLL_S": "0.05"}
     first = worker_process(env, tmp_path / "first.log")
     try:
-        wait_until(lambda: writing(engine), timeout_s=30, interval_s=0.01, what="the worker to be writing conversations")
+        if kill_in == "run":
+            wait_until(lambda: writing(engine, RUN_TABLES), timeout_s=30, interval_s=0.01, what="the run to be writing")
+        else:
+            wait_until(lambda: run_done(engine) and writing(engine, CHUNK_TABLES), timeout_s=60, interval_s=0.01,
+                       what="a chunk to be writing inbox rows")
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
-    assert counts(engine) == (0, 0, 0, 0)  # one transaction: nothing of the killed run is left
+    wait_until(lambda: quiet(engine), timeout_s=60, interval_s=0.05, what="the killed worker's statements to end")
+    notified, conversations, notifications, inbox_rows = counts(engine)
+    # The run commits its results, conversations and notification rows together, and stages
+    # its chunks with them; each chunk's inbox rows commit with the chunk's done mark.
+    assert notified == conversations == notifications == (0 if kill_in == "run" else RESULTS)
+    assert inbox_rows == chunk_rows_done(engine)
+    if kill_in == "chunk":
+        assert inbox_rows < RESULTS * MEMBERS
     second = worker_process(env, tmp_path / "second.log")
     try:
-        wait_until(lambda: counts(engine)[0] == RESULTS, timeout_s=120, interval_s=0.2, what="the restarted worker")
+        wait_until(lambda: counts(engine)[0] == RESULTS and all_done(engine), timeout_s=180, interval_s=0.2,
+                   what="the restarted worker")
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         second.wait(20)
@@ -101,5 +147,9 @@ def test_a_worker_killed_while_notifying_5000_results_notifies_each_once_after_r
             select(ValidationNotification.result_id, func.count()).group_by(ValidationNotification.result_id).having(func.count() > 1)
         ).all()
         assert pairs == []
-        attempts, done = conn.execute(select(OutboxEvent.attempts, OutboxEvent.done_at)).one()
-    assert attempts >= 2 and done is not None
+        events = conn.execute(select(OutboxEvent.payload, OutboxEvent.attempts).order_by(OutboxEvent.id)).all()
+    # 1,000,000 inbox rows are more than one chunk: the run staged several, covering its parts once.
+    parts = [e.payload["parts"] for e in events[1:]]
+    assert len(parts) > 1 and parts[0][0] == 0 and parts[-1][1] == RESULTS
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    assert max(e.attempts for e in events) >= 2  # the killed one ran again

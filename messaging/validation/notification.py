@@ -5,7 +5,9 @@ covers (an UPDATE of notificationSent guarded by ``NOT notification_sent``, so t
 claim one result), renders every (result, template) pair, writes the conversations, messages,
 inbox rows and ``validation_notifications`` rows, and the event is marked done with them. A worker
 killed half-way leaves nothing behind; the re-run starts from scratch. Large batches stay
-set-based: a few multi-row INSERTs and INSERT ... SELECTs per run, none per result.
+set-based: a few multi-row INSERTs and INSERT ... SELECTs per run, none per result. A run whose
+single notifications come to more than ``inbox.CHUNK_ROWS`` inbox rows leaves those rows to chunk
+events it stages in its transaction (see inbox.py), which the workers carry out in parallel.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, false, insert, literal, not_, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Select, Table, insert, not_, select, true, update
 
 from messaging.ids import new_uid
 from messaging.models import (
@@ -29,7 +30,7 @@ from messaging.models import (
     UserMessage,
     utcnow,
 )
-from messaging.validation import recipients, rendering
+from messaging.validation import inbox, recipients, rendering
 from messaging.validation.models import (
     SendStrategy,
     TemplateRule,
@@ -58,6 +59,9 @@ class Pair:
 
 def notify_results(conn: Connection, payload: dict[str, Any]) -> None:
     """Notify the results of one ingestion (or every unsent one); idempotent, in the caller's transaction."""
+    if "parts" in payload:
+        inbox.write_chunk(conn, payload)  # a chunk of a large run's inbox rows
+        return
     batch = payload["batch"]
     claimed = _claim(conn, payload.get("result_ids"))
     if not claimed:
@@ -151,35 +155,6 @@ def _conversations(conn: Connection, items: Sequence[tuple[str, str, str]], now:
     return ids
 
 
-def _inbox_insert(conn: Connection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(UserMessage)
-
-
-_INBOX_COLUMNS = ["conversation_id", "user_id", "read", "follow_up", "last_message", "message_type"]
-
-
-def _add_inbox_rows(conn: Connection, source: Select[Any], now: datetime, *, distinct: bool = False) -> None:
-    """INSERT ... SELECT unread VALIDATION_RESULT inbox rows for (conversation_id, user_id) rows.
-
-    ``distinct``: the rows are known to be distinct and the conversations new (this transaction's),
-    so a plain INSERT cannot conflict and skips ON CONFLICT's speculative insertion.
-    """
-    sub = source.subquery()
-    rows = select(
-        sub.c.conversation_id, sub.c.user_id, false(), false(), literal(now), literal(MessageType.VALIDATION_RESULT.value)
-    )
-    if distinct:
-        conn.execute(insert(UserMessage).from_select(_INBOX_COLUMNS, rows))
-        return
-    statement = (
-        _inbox_insert(conn)
-        .from_select(_INBOX_COLUMNS, rows.where(true()))  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
-        .on_conflict_do_nothing(index_elements=["conversation_id", "user_id"])
-    )
-    conn.execute(statement)
-
-
 def _send_single(conn: Connection, batch: str, pairs: list[Pair], now: datetime) -> int:
     """One conversation per (result, template) not notified before; returns the parts used."""
     known: set[tuple[int, int]] = set()
@@ -198,12 +173,12 @@ def _send_single(conn: Connection, batch: str, pairs: list[Pair], now: datetime)
             for index, (cid, p) in enumerate(zip(ids, fresh, strict=True))
         ],
     )
-    mine = select(VN.c.conversation_id, VN.c.template_id, VN.c.result_id).where(
-        VN.c.batch == batch, VN.c.result_id.is_not(None)
-    ).subquery()
-    _add_inbox_rows(conn, recipients.plain_recipients(mine), now, distinct=True)
-    for source in recipients.pair_recipients(mine):
-        _add_inbox_rows(conn, source, now)
+    members = inbox.member_counts(conn, {p.template_id for p in fresh})
+    ends = inbox.chunk_ends([members.get(p.template_id, 0) for p in fresh])
+    if len(ends) > 1:
+        inbox.stage_chunks(conn, batch, ends)  # too many inbox rows for one transaction: see inbox.py
+    else:
+        inbox.write_single(conn, batch, None, None, now, fresh=True)
     return len(fresh)
 
 
@@ -263,7 +238,7 @@ def delivery_recipients(payload: dict[str, Any]) -> Select[Any]:
         .select_from(VN)
         .join(Message, Message.conversation_id == VN.c.conversation_id)
         .join(UserMessage, UserMessage.conversation_id == VN.c.conversation_id)
-        .where(VN.c.batch == payload["batch"])
+        .where(VN.c.batch == payload["batch"], inbox.chunk_filter(payload))
     )
     return cast(Select[Any], statement)
 
