@@ -182,3 +182,18 @@ def test_the_overview_counts_repeat_the_partial_indexes_predicates_verbatim() ->
     }
     assert predicates["ix_deliveries_due"] == ops_overview.DUE_INDEX_PREDICATE
     assert predicates["ix_deliveries_attention_id"] == ops_overview.ATTENTION_INDEX_PREDICATE
+
+
+def test_retry_now_wakes_the_listening_delivery_relays_when_it_commits(server: LiveServer) -> None:
+    from messaging.deliveries.relay import NOTIFY_CHANNEL
+    from workers.relay import Listener
+
+    ids = seed_deliveries(server.engine)
+    listener = Listener(server.engine, NOTIFY_CHANNEL)
+    try:
+        assert listener.wait(0) is False  # nothing pending before the action
+        retried = server.client().post("/api/ops/deliveries/retry", json={"ids": [ids["DEAD"]]})
+        assert retried.json()["response"] == {"retried": 1}
+        assert listener.wait(10.0) is True  # 10 s is only reached when the NOTIFY is missing
+    finally:
+        listener.close()

@@ -15,6 +15,7 @@ from sqlalchemy import case, func, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from messaging.deliveries.relay import notify_relays
 from messaging.deliveries.search import DeliveryQuery, matching_ids
 from messaging.deliveries.states import DEAD, DISCARDED, EMAIL, QUEUED, RETRYABLE, USERS
 from messaging.deliveries.states import DELIVERIES as _T
@@ -80,7 +81,11 @@ def act(
     if action == RETRY:
         statement = statement.where(USERS.c.id == _T.c.user_id)
     result = db.execute(statement.values(**_values(action)))
-    return Batch(int(getattr(result, "rowcount", 0) or 0), lowest)
+    changed = int(getattr(result, "rowcount", 0) or 0)
+    if action == RETRY and changed:
+        # The listening delivery relays look again when this transaction commits, not at their next pass.
+        notify_relays(db.connection() if isinstance(db, Session) else db)
+    return Batch(changed, lowest)
 
 
 def requeue(
