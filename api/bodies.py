@@ -1,31 +1,42 @@
-"""Request bodies: DHIS2 message drafts in JSON or XML (parsed safely), UID arrays, text."""
+"""Request bodies: bounded JSON or safe XML, then one pydantic model per route (api/wire.py).
+
+A route declares its body as one of the `...Body` aliases below. The dependency reads the body,
+parses it within messaging.jsonbounds' limits (digits, depth, size: before any work), converts XML
+into the dict the same model parses, validates once, and turns the first pydantic error into the
+DHIS2 WebMessage the route always answered (409 for a bad object, 400 for a bad parameter, 415 for
+a content type it does not read). openapi.py documents each route from the same spec.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
+from fastapi import Depends
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from messaging.conversations import RecipientRefs
-from messaging.errors import BadRequest, Conflict, UnsupportedMediaType
+from api.wire import (
+    DeliveryAction,
+    FeedbackGroup,
+    Login,
+    MessageDraft,
+    MetadataImport,
+    Recipients,
+    Requeue,
+    UidArray,
+    ValidationResults,
+)
+from messaging.errors import BadRequest, Conflict, HeraldError, UnsupportedMediaType
 from messaging.jsonbounds import JsonBoundsError, load_json
 
 XML_TYPES = ("application/xml", "text/xml")
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A new message as a client sent it."""
-
-    subject: Any = None
-    text: Any = None
-    refs: RecipientRefs = field(default_factory=RecipientRefs)
-    attachments: list[str] = field(default_factory=list)
 
 
 def media_type(request: Request) -> str:
@@ -81,73 +92,143 @@ def _child(element: Element, name: str) -> Element | None:
     return next((c for c in element if _local(c.tag) == name), None)
 
 
-def _xml_ids(element: Element, wrapper: str) -> list[str]:
+def _xml_refs(element: Element, wrapper: str) -> list[Any]:
     node = _child(element, wrapper)
     if node is None:
         return []
-    return [c.get("id") or (c.text or "").strip() for c in node]
+    return [{"id": c.get("id") or (c.text or "").strip()} for c in node]
 
 
-def _json_ids(body: dict[str, Any], key: str, *, strings_allowed: bool = False) -> list[str]:
-    value = body.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise Conflict(f"Property `{key}` must be a list of objects with an `id`.")
-    ids = []
-    for item in value:
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            ids.append(item["id"])
-        elif strings_allowed and isinstance(item, str):
-            ids.append(item)
-        else:
-            raise Conflict(f"Property `{key}` must be a list of objects with an `id`.")
-    return ids
-
-
-def draft_from_request(request: Request, raw: bytes, *, malformed: type[Exception] = Conflict) -> Draft:
-    """Read a message draft from a JSON or XML body."""
-    kind = media_type(request)
-    if kind in XML_TYPES or kind.endswith("+xml"):
-        root = parse_xml(raw)
-        if _local(root.tag) != "message":
-            raise Conflict("XML root element must be <message>.")
-        subject, text = _child(root, "subject"), _child(root, "text")
-        return Draft(
-            subject=subject.text if subject is not None else None,
-            text=text.text if text is not None else None,
-            refs=RecipientRefs(
-                users=_xml_ids(root, "users"),
-                groups=_xml_ids(root, "userGroups"),
-                org_units=_xml_ids(root, "organisationUnits"),
-            ),
-            attachments=_xml_ids(root, "attachments"),
-        )
-    if kind and kind != "application/json" and not kind.endswith("+json"):
-        raise UnsupportedMediaType(f"Content type '{kind}' not supported")
-    body = parse_json(raw, malformed)
-    if not isinstance(body, dict):
-        raise Conflict("Request body must be a JSON object.")
-    return Draft(
-        subject=body.get("subject"),
-        text=body.get("text"),
-        refs=RecipientRefs(
-            users=_json_ids(body, "users"),
-            groups=_json_ids(body, "userGroups"),
-            org_units=_json_ids(body, "organisationUnits"),
-        ),
-        # The doc sends strings, the official app objects (DECISIONS #10).
-        attachments=_json_ids(body, "attachments", strings_allowed=True),
-    )
-
-
-def uid_array(raw: bytes) -> list[str]:
-    """A JSON array of UIDs (the read/unread/follow-up bodies)."""
-    body = parse_json(raw, BadRequest)
-    if not isinstance(body, list) or not all(isinstance(item, str) for item in body):
-        raise BadRequest("Request body must be a JSON array of ids.")
+def message_from_xml(root: Element) -> dict[str, Any]:
+    """A `<message>` document as the dict MessageDraft and Recipients parse (the same model as JSON)."""
+    if _local(root.tag) != "message":
+        raise Conflict("XML root element must be <message>.")
+    body: dict[str, Any] = {
+        key: _xml_refs(root, key) for key in ("users", "userGroups", "organisationUnits")
+    }
+    body["attachments"] = [ref["id"] for ref in _xml_refs(root, "attachments")]
+    for key in ("subject", "text"):
+        node = _child(root, key)
+        if node is not None:
+            body[key] = node.text
     return body
 
+
+JSON = "json"  # JSON (and XML where the spec converts it); any other content type is a 415
+ANY_JSON = "any-json"  # JSON whatever the content type says (Spring reads these bodies as JSON regardless)
+JSON_OR_TEXT = "json-or-text"  # JSON when it says or looks so, else the text is the (string) value
+TEXT = "text"  # the body is text: a reply, a ticket, a setting's value
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """How one route's body becomes its model, and which WebMessage each failure answers."""
+
+    model: type[BaseModel] | None  # None for a text body (the handler receives a str)
+    media: str = JSON
+    malformed: type[HeraldError] = Conflict  # not JSON/XML at all (DHIS2: 409 on create, 400 elsewhere)
+    invalid: type[HeraldError] = Conflict  # well-formed, not the model
+    xml: Callable[[Element], Any] | None = None  # converts an XML document into the dict the model parses
+    optional: bool = False  # an empty body is the model's defaults (a text body: "")
+
+
+def _message(model: type[BaseModel], error: Any) -> str:
+    loc = error["loc"]
+    messages: dict[str, str] = getattr(model, "MESSAGES", {})
+    key = str(loc[0]) if loc else ""
+    kind = error["type"]
+    text = messages.get(f"{key}.{kind}") or messages.get(f"*.{kind}") or messages.get(key)
+    if text is None:
+        return str(getattr(model, "NOT_OBJECT", "Request body is not valid."))
+    # replace, not format: some messages quote JSON braces
+    return text.replace("{key}", key[:40]).replace("{input}", str(error.get("input"))[:40])
+
+
+def validate(spec: BodySpec, data: Any) -> Any:
+    """`data` (already bounded) as the spec's model, or the route's DHIS2 error for the first problem."""
+    model = spec.model
+    if model is None:
+        raise TypeError("a text BodySpec has no model to validate")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise spec.invalid(_message(model, exc.errors(include_url=False)[0])) from None
+
+
+def _is_json(kind: str) -> bool:
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _data(spec: BodySpec, kind: str, raw: bytes) -> Any:
+    if spec.media == JSON:
+        if spec.xml is not None and (kind in XML_TYPES or kind.endswith("+xml")):
+            return spec.xml(parse_xml(raw))
+        if kind and not _is_json(kind):
+            raise UnsupportedMediaType(f"Content type '{kind}' not supported")
+    elif spec.media == JSON_OR_TEXT:
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not _is_json(kind) and text[:1] not in ('"', "{", "["):
+            return text
+    return parse_json(raw, spec.malformed)
+
+
+def parse_body(spec: BodySpec, request: Request, raw: bytes) -> Any:
+    """The body as the spec's model (a str for text): bounded parse first, then one model validation."""
+    if spec.model is None:
+        if spec.optional:
+            return raw.decode("utf-8", errors="replace").strip()
+        return text_body(raw)
+    if spec.optional and not raw.strip():
+        return spec.model()
+    return validate(spec, _data(spec, media_type(request), raw))
+
+
+INLINE_PARSE_BYTES = 64 * 1024  # smaller bodies parse on the event loop: cheaper than a thread hop
+
+
+def typed_body(spec: BodySpec) -> Any:
+    """A dependency handing the handler its parsed body; openapi.py documents the route from `spec`."""
+
+    async def body(request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > INLINE_PARSE_BYTES:  # a large metadata import must not stall other requests
+            return await run_in_threadpool(parse_body, spec, request, raw)
+        return parse_body(spec, request, raw)
+
+    body.body_spec = spec  # type: ignore[attr-defined]
+    return Depends(body)
+
+
+def body_spec_of(call: Any) -> BodySpec | None:
+    """The BodySpec of a dependency made by typed_body, else None."""
+    spec = getattr(call, "body_spec", None)
+    return spec if isinstance(spec, BodySpec) else None
+
+
+DRAFT = BodySpec(MessageDraft, xml=message_from_xml)
+# Spring binds this body itself, so malformed JSON is a 400 here (409 on create).
+RECIPIENTS = BodySpec(Recipients, malformed=BadRequest, xml=message_from_xml, optional=True)
+UIDS = BodySpec(UidArray, media=ANY_JSON, malformed=BadRequest, invalid=BadRequest)
+LOGIN = BodySpec(Login, media=ANY_JSON, malformed=BadRequest, invalid=BadRequest)
+METADATA = BodySpec(MetadataImport)
+RESULTS = BodySpec(ValidationResults)
+FEEDBACK_GROUP = BodySpec(FeedbackGroup, media=JSON_OR_TEXT, malformed=BadRequest, invalid=BadRequest)
+DELIVERY_ACTION = BodySpec(DeliveryAction, media=ANY_JSON, malformed=BadRequest, invalid=BadRequest, optional=True)
+REQUEUE = BodySpec(Requeue, media=ANY_JSON, malformed=BadRequest, invalid=BadRequest, optional=True)
+TEXT_BODY = BodySpec(None, media=TEXT)
+SETTING_VALUE = BodySpec(None, media=TEXT, optional=True)
+
+DraftBody = Annotated[MessageDraft, typed_body(DRAFT)]
+RecipientsBody = Annotated[Recipients, typed_body(RECIPIENTS)]
+UidsBody = Annotated[UidArray, typed_body(UIDS)]
+LoginBody = Annotated[Login, typed_body(LOGIN)]
+MetadataBody = Annotated[MetadataImport, typed_body(METADATA)]
+ResultsBody = Annotated[ValidationResults, typed_body(RESULTS)]
+FeedbackGroupBody = Annotated[FeedbackGroup, typed_body(FEEDBACK_GROUP)]
+DeliveryActionBody = Annotated[DeliveryAction, typed_body(DELIVERY_ACTION)]
+RequeueBody = Annotated[Requeue, typed_body(REQUEUE)]
+TextBody = Annotated[str, typed_body(TEXT_BODY)]
+SettingValueBody = Annotated[str, typed_body(SETTING_VALUE)]
 
 def text_body(raw: bytes) -> str:
     """The raw body as text (a reply); 400 when empty, as DHIS2."""

@@ -1,24 +1,28 @@
 """The OpenAPI document at /api/openapi.json and Swagger UI at /api/docs, both served offline.
 
-Herald's handlers read most bodies raw (JSON or XML by content type, text for replies), so
-FastAPI cannot see them. This module adds what the handlers accept to the generated document:
-request bodies (from the pydantic wire models below), DHIS2's list parameters, and the
-WebMessage every error answers with. Swagger UI's assets (5.x, which reads OpenAPI 3.1) come
+Herald's bodies are parsed by typed_body dependencies (api/bodies.py: bounded JSON, XML, text),
+which FastAPI does not see as bodies. This module documents each route's body from the very
+BodySpec that parses it (the pydantic models of api/wire.py), so the document cannot drift from
+the parser; and DHIS2's list parameters and the WebMessage every error answers with. Swagger UI's assets (5.x, which reads OpenAPI 3.1) come
 from the `swagger-ui-py` package, never from a CDN.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel
 from starlette.responses import FileResponse, HTMLResponse, Response
 
+from api.bodies import JSON_OR_TEXT, BodySpec, body_spec_of
+from api.wire import Ref, WebMessage
 from messaging.errors import NotFound
 
 DOCS_PATH = "/api/docs"
@@ -37,95 +41,46 @@ ASSETS_DIR = _assets_dir()
 ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "oauth2-redirect.html"})
 
 
-class Ref(BaseModel):
-    """A reference to a DHIS2 object by id."""
-
-    id: str = Field(examples=["OYLGMiazHtW"])
-
-
-class MessageDraft(BaseModel):
-    """A new conversation (DHIS2's `message`); recipients as references, attachments as ids or references."""
-
-    model_config = ConfigDict(json_schema_extra={"xml": {"name": "message"}})
-    subject: str = Field(examples=["Stock of vaccines"])
-    text: str = Field(examples=["Please confirm this month's stock."])
-    users: list[Ref] = []
-    userGroups: list[Ref] = []
-    organisationUnits: list[Ref] = []
-    attachments: list[str | Ref] = []
-
-
-class Recipients(BaseModel):
-    """Recipients to add to a conversation."""
-
-    users: list[Ref] = []
-    userGroups: list[Ref] = []
-    organisationUnits: list[Ref] = []
-
-
-class Feedback(BaseModel):
-    """A ticket to the feedback recipients (`subject` may also come as a parameter)."""
-
-    subject: str | None = None
-    text: str
-
-
-class Login(BaseModel):
-    """The app platform's login body."""
-
-    username: str
-    password: str
-
-
-class WebMessage(BaseModel):
-    """DHIS2's answer to every error (and to some successes)."""
-
-    httpStatus: str = Field(examples=["Bad Request"])
-    httpStatusCode: int = Field(examples=[400])
-    status: str = Field(examples=["ERROR"])
-    message: str
-
-
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-UID_ARRAY = {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{10}$"}}
-TEXT = {"text/plain": {"schema": {"type": "string"}}}
-BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("post", "/api/messageConversations"): {
-        "application/json": {"schema": _schema(MessageDraft)},
-        "application/xml": {"schema": _schema(MessageDraft)},
-    },
-    ("post", "/api/messageConversations/{uid}"): TEXT,
-    ("post", "/api/messageConversations/{uid}/recipients"): {
-        "application/json": {"schema": _schema(Recipients)},
-        "application/xml": {"schema": _schema(Recipients)},
-    },
-    ("post", "/api/messageConversations/feedback"): {"application/json": {"schema": _schema(Feedback)}, **TEXT},
-    ("post", "/api/auth/login"): {"application/json": {"schema": _schema(Login)}},
-    ("post", "/api/metadata"): {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
-    ("post", "/api/userSettings/{key}"): TEXT,
-    ("post", "/api/systemSettings/{key}"): TEXT,
-    ("post", "/api/configuration/feedbackRecipients"): {"application/json": {"schema": _schema(Ref)}, **TEXT},
-    ("post", "/api/validationResults"): {
-        "application/json": {"schema": {"oneOf": [
-            {"type": "array", "items": {"type": "object"}},
-            {"type": "object", "properties": {"validationResults": {"type": "array", "items": {"type": "object"}}}},
-        ]}},
-    },
-    **{
-        ("post", f"/api/ops/deliveries/{action}"): {"application/json": {"schema": {
-            "type": "object",
-            "properties": {"ids": {"type": "array", "items": {"type": "integer"}}, "query": {"type": "object"}},
-        }}}
-        for action in ("retry", "discard")
-    },
-    **{
-        ("post", f"/api/messageConversations/{action}"): {"application/json": {"schema": UID_ARRAY}}
-        for action in ("read", "unread", "followup", "unfollowup")
-    },
-}
+TEXT_CONTENT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def body_content(spec: BodySpec) -> dict[str, Any]:
+    """The requestBody content a BodySpec parses: the model's schema under each media type it reads."""
+    if spec.model is None:
+        return dict(TEXT_CONTENT)
+    content: dict[str, Any] = {"application/json": {"schema": _schema(spec.model)}}
+    if spec.xml is not None:
+        content["application/xml"] = {"schema": _schema(spec.model)}
+    if spec.media == JSON_OR_TEXT:
+        content.update(TEXT_CONTENT)
+    return content
+
+
+def api_routes(app: FastAPI) -> Iterator[tuple[str, str, APIRoute]]:
+    """(method, full path, route) of every documented operation, through included routers."""
+    for context in iter_route_contexts(app.routes):
+        route, path = context.original_route, context.path_format
+        if isinstance(route, APIRoute) and route.include_in_schema and path:
+            for method in route.methods or ():
+                yield method.lower(), path, route
+
+
+def body_specs(route: APIRoute) -> list[BodySpec]:
+    """Every typed_body dependency of a route (normally one)."""
+    found, stack = [], list(route.dependant.dependencies)
+    while stack:
+        dependant = stack.pop()
+        spec = body_spec_of(dependant.call)
+        if spec is not None:
+            found.append(spec)
+        stack.extend(dependant.dependencies)
+    return found
+
+
 LISTS = ("/api/messageConversations", "/api/users", "/api/userGroups", "/api/organisationUnits", "/api/deliveries")
 LIST_PARAMETERS = [
     ("fields", "DHIS2 field selection, e.g. id,displayName,messages[text]", {"type": "string"}),
@@ -142,16 +97,22 @@ ERROR_STATUSES = ("400", "401", "403", "404", "409", "413", "415", "500")
 def _document(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, routes=app.routes, description=__doc__)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for model in (Ref, MessageDraft, Recipients, Feedback, Login, WebMessage):
+    bodies: dict[tuple[str, str], BodySpec] = {}
+    for method, path, route in api_routes(app):
+        for spec in body_specs(route):
+            bodies[(method, path)] = spec
+    models: set[type[BaseModel]] = {Ref, WebMessage}
+    models.update(spec.model for spec in bodies.values() if spec.model is not None)
+    for model in sorted(models, key=lambda m: m.__name__):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     error = {"description": "A DHIS2 WebMessage", "content": {"application/json": {"schema": _schema(WebMessage)}}}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
-            content = BODIES.get((method, path))
-            if content is not None:
-                operation["requestBody"] = {"required": True, "content": content}
+            body = bodies.get((method, path))
+            if body is not None:
+                operation["requestBody"] = {"required": not body.optional, "content": body_content(body)}
             if method == "get" and path in LISTS:
                 names = {p["name"] for p in operation.setdefault("parameters", [])}
                 operation["parameters"] += [

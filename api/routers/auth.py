@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from api import sessions
-from api.bodies import parse_json
-from api.deps import Body, CtxDep, SessionDep, state_of
+from api.bodies import LoginBody
+from api.deps import CtxDep, SessionDep, state_of
 from api.render import respond, respond_message
 from api.routers.apps import home_path, root_path
 from api.routers.system import DHIS2_VERSION
@@ -76,13 +76,10 @@ def _refused(request: Request) -> Response:
 
 
 @router.post("/api/auth/login")
-def login(request: Request, session: SessionDep, raw: Body) -> Response:
+def login(request: Request, session: SessionDep, body: LoginBody) -> Response:
     """JSON `{"username","password"}` in; 200 `{"loginStatus":"SUCCESS",...}` and a session cookie out."""
     sessions.check_same_origin(request, state_of(request).settings)  # no logging a victim into our account
-    body = parse_json(raw, BadRequest)
-    if not isinstance(body, dict):
-        raise BadRequest("Request body must be a JSON object with username and password.")
-    token = _log_in(request, session, body.get("username"), body.get("password"))
+    token = _log_in(request, session, body.username, body.password)
     if token is None:
         return _refused(request)
     response = respond(request, {"loginStatus": "SUCCESS", "redirectUrl": home_path(request)}, xml_root="loginResponse")

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import fields
-from api.bodies import parse_json
-from api.delivery_query import SEARCH_KEYS, delivery_id, delivery_ids, from_request, known_parameters, order_from
-from api.deps import Body, Ctx, CtxDep, state_of
+from api.bodies import RequeueBody
+from api.delivery_query import SEARCH_KEYS, delivery_id, from_request, known_parameters, order_from
+from api.deps import Ctx, CtxDep, state_of
 from api.params import pager, paging
 from api.render import base_url, respond, respond_message
 from channels.sms_status import valid_signature
@@ -109,21 +109,15 @@ def list_deliveries(ctx: CtxDep) -> Response:
 
 
 @router.post("/deliveries/requeue")
-def requeue_deliveries(ctx: CtxDep, raw: Body) -> Response:
+def requeue_deliveries(ctx: CtxDep, body: RequeueBody) -> Response:
     """Re-drive a selection (``{"ids": [...]}``) or all (``{"all": true}``) DEAD deliveries now.
 
     ``"statuses": ["FAILED", "DEAD", "UNKNOWN"]`` widens it to failed and unknown ones.
     """
     _require_all(ctx)
-    body = parse_json(raw, BadRequest) if raw.strip() else {}
-    if not isinstance(body, dict):
-        raise BadRequest("Expected a JSON object with 'ids' or 'all'.")
-    raw_statuses = body.get("statuses", [DeliveryStatus.DEAD.value])
-    if not isinstance(raw_statuses, list) or not all(isinstance(s, str) for s in raw_statuses):
-        raise BadRequest("'statuses' must be a list of FAILED, DEAD and UNKNOWN.")
-    statuses = _statuses(raw_statuses, deliveries.RETRYABLE)
-    every = body.get("all") is True
-    ids = delivery_ids(body["ids"]) if body.get("ids") is not None else None
+    statuses = _statuses(body.statuses, deliveries.RETRYABLE)
+    every = body.all is True
+    ids = tuple(body.ids) if body.ids is not None else None
     if ids is not None and every:
         raise BadRequest("Give either 'ids' or 'all': true, not both.")
     if ids is None and not every:

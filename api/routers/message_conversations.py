@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import fields
-from api.bodies import draft_from_request, text_body, uid_array
-from api.deps import Body, Ctx, CtxDep
+from api.bodies import DraftBody, RecipientsBody, TextBody, UidsBody
+from api.deps import Ctx, CtxDep
 from api.params import multi, pager, paging, uid_list
 from api.presenters import conversation_dict
 from api.render import base_url, respond, respond_message
@@ -24,7 +24,6 @@ router = APIRouter(prefix="/api/messageConversations", tags=["messageConversatio
 
 LIST_DEFAULT_FIELDS = "id,name,displayName,href"
 ONE_DEFAULT_FIELDS = "*"
-MAX_SUBJECT = 255
 
 
 def _base(ctx: Ctx) -> str:
@@ -90,22 +89,15 @@ def list_conversations(ctx: CtxDep) -> Response:
 
 
 @router.post("", status_code=201)
-def create_conversation(ctx: CtxDep, raw: Body) -> Response:
+def create_conversation(ctx: CtxDep, draft: DraftBody) -> Response:
     """Accept a private message, persist it with its fan-out, answer 201 at once."""
-    draft = draft_from_request(ctx.request, raw)
-    if not isinstance(draft.subject, str) or not draft.subject.strip():
-        raise Conflict("Missing required property `subject`.")
-    if len(draft.subject) > MAX_SUBJECT:
-        raise Conflict(f"Property `subject` is longer than {MAX_SUBJECT} characters.")
-    if draft.text is not None and not isinstance(draft.text, str):
-        raise Conflict("Property `text` must be a string.")
     conversation = conversations.send_private_message(
         ctx.session,
         sender=ctx.user,
         subject=draft.subject,
         text=draft.text or "",
         refs=draft.refs,
-        attachments=draft.attachments,
+        attachments=draft.attachment_ids,
         meta_data=_meta_data(ctx),
     )
     ctx.session.commit()  # before the 201: dependency teardown runs after the response
@@ -119,33 +111,33 @@ def _flag_answer(ctx: Ctx, key: str, uids: list[str]) -> Response:
 
 
 @router.post("/read")
-def mark_read(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+def mark_read(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
     """Mark conversations read for the caller or `user`; list those that changed."""
-    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, read=True)
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, read=True)
     ctx.session.commit()
     return _flag_answer(ctx, "markedRead", changed)
 
 
 @router.post("/unread")
-def mark_unread(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+def mark_unread(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
     """Mark conversations unread for the caller or `user`; list those that changed."""
-    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, read=False)
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, read=False)
     ctx.session.commit()
     return _flag_answer(ctx, "markedUnread", changed)
 
 
 @router.post("/followup")
-def follow_up(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+def follow_up(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
     """Flag conversations for follow-up; list every one found."""
-    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, follow_up=True)
+    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, follow_up=True)
     ctx.session.commit()
     return _flag_answer(ctx, "markedFollowup", found)
 
 
 @router.post("/unfollowup")
-def unfollow_up(ctx: CtxDep, raw: Body, user: str | None = None) -> Response:
+def unfollow_up(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
     """Clear the follow-up flag; list every conversation found."""
-    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uid_array(raw), target_uid=user, follow_up=False)
+    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, follow_up=False)
     ctx.session.commit()
     return _flag_answer(ctx, "unmarkedFollowup", found)
 
@@ -189,7 +181,7 @@ def get_conversation(ctx: CtxDep, uid: str, markRead: str | None = None) -> Resp
 def reply(
     ctx: CtxDep,
     uid: str,
-    raw: Body,
+    text: TextBody,
     internal: bool = False,
     attachments: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
@@ -199,7 +191,7 @@ def reply(
         ctx.session,
         actor=ctx.user,
         conversation_uid=uid,
-        text=text_body(raw),
+        text=text,
         internal=internal,
         attachments=attachment_uids,
         meta_data=_meta_data(ctx),
@@ -233,11 +225,9 @@ def mark_one_unread(ctx: CtxDep, uid: str, userUid: str | None = None) -> Respon
 
 
 @router.post("/{uid}/recipients", status_code=204)
-def add_recipients(ctx: CtxDep, uid: str, raw: Body) -> Response:
+def add_recipients(ctx: CtxDep, uid: str, recipients: RecipientsBody) -> Response:
     """Add participants (expanded by a worker); 204, nobody is notified."""
-    # Spring binds this body itself, so malformed JSON is a 400 here (409 on create).
-    refs = draft_from_request(ctx.request, raw, malformed=BadRequest).refs if raw.strip() else None
-    conversations.add_recipients(ctx.session, actor=ctx.user, conversation_uid=uid, refs=refs or conversations.RecipientRefs())
+    conversations.add_recipients(ctx.session, actor=ctx.user, conversation_uid=uid, refs=recipients.refs)
     ctx.session.commit()
     return Response(status_code=204)
 

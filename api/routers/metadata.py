@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from api.bodies import media_type, parse_json
-from api.deps import Body, CtxDep
+from api.bodies import MetadataBody
+from api.deps import CtxDep
 from api.render import respond_message
-from messaging.errors import Conflict, Forbidden, UnsupportedMediaType
+from messaging.errors import Conflict, Forbidden
 from messaging.metadata import MetadataError, import_metadata
 
 router = APIRouter(prefix="/api", tags=["metadata"])
@@ -16,18 +16,12 @@ IMPORT_AUTHORITY = "F_METADATA_IMPORT"
 
 
 @router.post("/metadata")
-def post_metadata(ctx: CtxDep, raw: Body) -> Response:
+def post_metadata(ctx: CtxDep, metadata: MetadataBody) -> Response:
     """Create or update organisation units, roles, users and groups; all or nothing."""
     if not ctx.user.has_any(IMPORT_AUTHORITY):
         raise Forbidden(f"Access is denied, requires one Authority from [{IMPORT_AUTHORITY}]")
-    kind = media_type(ctx.request)
-    if kind and kind != "application/json":
-        raise UnsupportedMediaType(f"Content type '{kind}' not supported")
-    payload = parse_json(raw)
-    if not isinstance(payload, dict):
-        raise Conflict("Metadata payload must be a JSON object.")
     try:
-        report = import_metadata(ctx.session, payload, ctx.user)
+        report = import_metadata(ctx.session, metadata.payload(), ctx.user)
     except MetadataError as exc:
         raise Conflict(str(exc)) from None
     if not report.ok:

@@ -15,19 +15,19 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from api.bodies import parse_json
+from api.bodies import DeliveryActionBody
 from api.delivery_query import (
     SEARCH_KEYS,
     delivery_id,
-    delivery_ids,
     from_request,
     known_parameters,
     search_query,
 )
-from api.deps import Body, Ctx, CtxDep, SessionDep, state_of
+from api.deps import Ctx, CtxDep, SessionDep, state_of
 from api.params import small_int
 from api.render import respond, respond_message
 from api.routers.deliveries import present, present_attempt
+from api.wire import DeliveryAction
 from messaging import deliveries
 from messaging.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from messaging.ops import broker, overview
@@ -215,21 +215,20 @@ def get_delivery(ctx: CtxDep, raw_id: str) -> Response:
     return respond(ctx.request, item)
 
 
-def _act(ctx: Ctx, raw: bytes, action: str) -> Response:
+def _act(ctx: Ctx, body: DeliveryAction, action: str) -> Response:
     _require_all(ctx)
     known_parameters(ctx.request, ())
-    body = parse_json(raw, BadRequest) if raw.strip() else None
-    if not isinstance(body, dict) or ("ids" in body) == ("query" in body):
-        raise BadRequest("Expected a JSON object with 'ids' (a selection) or 'query' (everything matching it).")
-    unknown = sorted(set(body) - {"ids", "query"})
-    if unknown:
-        raise BadRequest(f"Unknown key '{unknown[0]}': expected 'ids' or 'query'.")
-    if "ids" in body:
-        query = deliveries.DeliveryQuery(ids=delivery_ids(body["ids"]))
+    given = body.model_fields_set
+    if ("ids" in given) == ("query" in given):
+        raise BadRequest(DeliveryAction.NOT_OBJECT)
+    if "ids" in given:
+        if body.ids is None:
+            raise BadRequest(DeliveryAction.MESSAGES["ids"])
+        query = deliveries.DeliveryQuery(ids=tuple(body.ids))
     else:
-        source = body["query"]
-        if not isinstance(source, dict):
-            raise BadRequest("'query' must be an object of search keys.")
+        source = body.query
+        if source is None:
+            raise BadRequest(DeliveryAction.MESSAGES["query"])
         bad = sorted(set(source) - set(SEARCH_KEYS))
         if bad:
             raise BadRequest(f"Unknown search key '{bad[0]}'; the keys are {', '.join(SEARCH_KEYS)}.")
@@ -245,13 +244,13 @@ def _act(ctx: Ctx, raw: bytes, action: str) -> Response:
 
 
 @router.post("/api/ops/deliveries/retry")
-def retry_deliveries(ctx: CtxDep, raw: Body) -> Response:
+def retry_deliveries(ctx: CtxDep, body: DeliveryActionBody) -> Response:
     """Retry now the FAILED, DEAD and UNKNOWN deliveries of a selection or of everything matching a query."""
-    return _act(ctx, raw, deliveries.RETRY)
+    return _act(ctx, body, deliveries.RETRY)
 
 
 @router.post("/api/ops/deliveries/discard")
-def discard_deliveries(ctx: CtxDep, raw: Body) -> Response:
+def discard_deliveries(ctx: CtxDep, body: DeliveryActionBody) -> Response:
     """Discard (DISCARDED, never sent) the FAILED, DEAD and UNKNOWN deliveries of a selection or a query."""
-    return _act(ctx, raw, deliveries.DISCARD)
+    return _act(ctx, body, deliveries.DISCARD)
 

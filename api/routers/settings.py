@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import select
-from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from api.bodies import media_type, parse_json
-from api.deps import Body, Ctx, CtxDep
+from api.bodies import FeedbackGroupBody, SettingValueBody
+from api.deps import Ctx, CtxDep
 from api.params import small_int
 from api.render import respond, respond_message
+from api.wire import FeedbackGroup
 from messaging import directory
 from messaging.errors import BadRequest, Forbidden, NotFound
 from messaging.ids import is_uid
@@ -25,8 +25,8 @@ INTEGER_KEYS = frozenset({"keySmsMaxLength"})
 SYSTEM_SETTING_AUTHORITY = "F_SYSTEM_SETTING"
 
 
-def _value(key: str, value: str | None, raw: bytes) -> Any:
-    text = value if value is not None else raw.decode("utf-8", errors="replace").strip()
+def _value(key: str, value: str | None, body: str) -> Any:
+    text = value if value is not None else body
     if text == "":
         raise BadRequest("Value must be specified as query param or as payload")
     if len(text) > MAX_VALUE_CHARS:
@@ -72,10 +72,10 @@ def get_user_setting(ctx: CtxDep, key: str, user: str | None = None) -> Response
 
 
 @router.post("/userSettings/{key}")
-def set_user_setting(ctx: CtxDep, key: str, raw: Body, value: str | None = None, user: str | None = None) -> Response:
+def set_user_setting(ctx: CtxDep, key: str, body: SettingValueBody, value: str | None = None, user: str | None = None) -> Response:
     """Set a user setting from `value=` or a text body."""
     target = _target_user_id(ctx, user)
-    directory.set_user_setting(ctx.session, target, key, _value(key, value, raw))
+    directory.set_user_setting(ctx.session, target, key, _value(key, value, body))
     ctx.session.commit()
     return respond_message(ctx.request, 200, f"User setting saved for key: {key}")
 
@@ -96,15 +96,15 @@ def all_system_settings(ctx: CtxDep) -> Response:
 
 
 @router.post("/systemSettings/{key}")
-def set_system_setting(ctx: CtxDep, key: str, raw: Body, value: str | None = None) -> Response:
+def set_system_setting(ctx: CtxDep, key: str, body: SettingValueBody, value: str | None = None) -> Response:
     """Set a system setting (ALL or F_SYSTEM_SETTING)."""
     if not ctx.user.has_any(SYSTEM_SETTING_AUTHORITY):
         raise Forbidden(f"Access is denied, requires one Authority from [{SYSTEM_SETTING_AUTHORITY}]")
     if key == directory.FEEDBACK_RECIPIENTS_KEY:
         raise BadRequest("Set feedback recipients through /api/configuration/feedbackRecipients.")
-    directory.set_system_setting(ctx.session, key, _value(key, value, raw))
+    directory.set_system_setting(ctx.session, key, _value(key, value, body))
     ctx.session.commit()
-    return respond_message(ctx.request, 200, f"System setting '{key}' set to value '{_value(key, value, raw)}'.")
+    return respond_message(ctx.request, 200, f"System setting '{key}' set to value '{_value(key, value, body)}'.")
 
 
 def _feedback(ctx: Ctx) -> dict[str, Any]:
@@ -134,23 +134,14 @@ def get_feedback_recipients(ctx: CtxDep) -> Response:
     return respond(ctx.request, _feedback(ctx), xml_root="userGroup")
 
 
-def _group_id(request: Request, raw: bytes) -> str:
-    """The group id of a feedback-recipients body: plain text, a JSON string or a JSON `{"id": ...}`."""
-    text: Any = raw.decode("utf-8", errors="replace").strip()
-    if media_type(request).endswith("json") or text[:1] in ('"', "{", "["):
-        parsed = parse_json(raw, BadRequest)
-        text = parsed.get("id") if isinstance(parsed, dict) else parsed
-    if not isinstance(text, str) or not is_uid(text):
-        raise BadRequest("Request body must be a user group id, as text, a JSON string or an object with an `id`.")
-    return text
-
-
 @router.post("/configuration/feedbackRecipients")
-def set_feedback_recipients(ctx: CtxDep, raw: Body) -> Response:
+def set_feedback_recipients(ctx: CtxDep, body: FeedbackGroupBody) -> Response:
     """Set the feedback-recipients group from a group UID body (DECISIONS #13)."""
     if not ctx.user.has_any(SYSTEM_SETTING_AUTHORITY):
         raise Forbidden(f"Access is denied, requires one Authority from [{SYSTEM_SETTING_AUTHORITY}]")
-    text = _group_id(ctx.request, raw)
+    text = body.uid
+    if not is_uid(text):
+        raise BadRequest(FeedbackGroup.NOT_OBJECT)
     group = ctx.session.scalar(select(UserGroup).where(UserGroup.uid == text))
     if group is None:
         raise NotFound(f"UserGroup with id {text} could not be found.", error_code="E1005")

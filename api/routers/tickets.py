@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from api.bodies import text_body
-from api.deps import Body, Ctx, CtxDep
+from api.bodies import TextBody
+from api.deps import Ctx, CtxDep
 from api.render import base_url, respond, respond_message
 from messaging import tickets
 
@@ -32,13 +32,13 @@ def _answer(ctx: Ctx, change: Callable[[], dict[str, Any]]) -> Response:
 
 
 @router.post("/feedback", status_code=201)
-def send_feedback(ctx: CtxDep, raw: Body, subject: str | None = None) -> Response:
+def send_feedback(ctx: CtxDep, text: TextBody, subject: str | None = None) -> Response:
     """A TICKET to the feedback recipients from the text body; 201 "Feedback created" with Location."""
     conversation = tickets.send_feedback(
         ctx.session,
         sender=ctx.user,
         subject=subject,
-        text=text_body(raw),
+        text=text,
         meta_data=f"User-agent: {ctx.request.headers.get('user-agent', '')}",
     )
     ctx.session.commit()

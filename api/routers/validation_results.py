@@ -12,12 +12,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from api import fields
-from api.bodies import media_type, parse_json
-from api.deps import Body, Ctx, CtxDep
+from api.bodies import ResultsBody
+from api.deps import Ctx, CtxDep
 from api.params import paging, small_int
 from api.render import base_url, respond, respond_message
 from api.routers.validation_rules import listing, spec, where_and_orders
-from messaging.errors import Conflict, Forbidden, NotFound, UnsupportedMediaType
+from messaging.errors import Forbidden, NotFound
 from messaging.validation import ingestion, reading
 from messaging.validation.models import ValidationResult
 
@@ -39,17 +39,10 @@ def _require(ctx: Ctx, authority: str) -> None:
 
 
 @router.post("/validationResults")
-def post_results(ctx: CtxDep, raw: Body) -> Response:
+def post_results(ctx: CtxDep, results: ResultsBody) -> Response:
     """Store validation results once each and answer an import summary; notification follows in the workers."""
     _require(ctx, RUN_VALIDATION)
-    kind = media_type(ctx.request)
-    if kind and kind != "application/json":
-        raise UnsupportedMediaType(f"Content type '{kind}' not supported")
-    try:
-        entries = ingestion.entries_of(parse_json(raw))
-    except ingestion.ResultsPayloadError as exc:
-        raise Conflict(str(exc)) from None
-    summary = ingestion.store_results(ctx.session, entries)
+    summary = ingestion.store_results(ctx.session, results.entries)
     ctx.session.commit()
     status_code, message = IMPORT_MESSAGES[summary.status]
     return respond_message(ctx.request, status_code, message, response=summary.as_response())
