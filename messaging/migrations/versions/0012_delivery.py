@@ -5,7 +5,7 @@ HERALD_OUTBOX_POLL_S (workers/relay.py). A statement-level trigger: one notifica
 INSERT statement, delivered at commit (never for a rolled-back event), whatever code wrote it.
 SQLite has no NOTIFY: its relays keep polling.
 
-Revision ID: 0012_delivery
+Revision ID: 0012
 Revises: 0007
 Create Date: 2026-12-01 23:40:00.000000
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0012_delivery'
+revision = '0012'
 down_revision = '0007'
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """metrics: running totals folded from delivery_attempts, so a scrape never reads the whole history
 
-Revision ID: 0013_metrics
-Revises: 0007
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-01 23:40:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0013_metrics'
-down_revision = '0007'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
