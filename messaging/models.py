@@ -286,6 +286,11 @@ class OutboxEvent(Base):
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))  # the HTTP request that caused it (issue 11)
+    # A fan-out's progress, committed with each chunk (messaging/fanout.py): the last user id
+    # expanded, how many of the audience that covers, and the audience's size.
+    progress_cursor: Mapped[int | None] = mapped_column(BigInteger)
+    progress_expanded: Mapped[int | None] = mapped_column(Integer)
+    progress_audience: Mapped[int | None] = mapped_column(Integer)
 
 
 class FileResource(Base):

@@ -32,10 +32,10 @@ def notifier(channels: Collection[str], dispatch: Dispatch | None = None) -> fan
     """
     on = tuple(c for c in CHANNELS if c in channels)
 
-    def notify(conn: Connection, event: OutboxEvent) -> Callable[[], None] | None:
+    def notify(conn: Connection, event: OutboxEvent, span: fanout.Span | None) -> Callable[[], None] | None:
         if not on:
             return None
-        created = create_for_event(conn, event.kind, event.payload, on, enqueued=dispatch is not None)
+        created = create_for_event(conn, event.kind, event.payload, on, enqueued=dispatch is not None, span=span)
         if dispatch is None or not created:
             return None
 
@@ -48,13 +48,20 @@ def notifier(channels: Collection[str], dispatch: Dispatch | None = None) -> fan
 
 
 def create_for_event(
-    conn: Connection, kind: str, payload: dict[str, Any], channels: Sequence[str], *, enqueued: bool = False
+    conn: Connection,
+    kind: str,
+    payload: dict[str, Any],
+    channels: Sequence[str],
+    *,
+    enqueued: bool = False,
+    span: fanout.Span | None = None,
 ) -> list[tuple[int, str]]:
     """Insert the deliveries an outbox event calls for (DECISIONS #15); idempotent.
 
     Returns the QUEUED rows it added as (id, channel); ``enqueued`` marks them handed to the broker.
+    ``span``: only the recipients in this range of user ids (one chunk of a fan-out).
     """
-    notified = _notified(conn, kind, payload)
+    notified = _notified(conn, kind, payload, span)
     if notified is None:
         return []
     recipients, message_id, exclude = notified
@@ -65,7 +72,9 @@ def create_for_event(
     ]
 
 
-def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Select[Any], int | None, int | None] | None:
+def _notified(
+    conn: Connection, kind: str, payload: dict[str, Any], span: fanout.Span | None = None
+) -> tuple[Select[Any], int | None, int | None] | None:
     """(recipients as SELECT user_id, message id, user to leave out), or None: nobody is notified.
 
     A message id of None: the SELECT names each row's message too (message_id, user_id).
@@ -73,7 +82,7 @@ def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Sel
     if kind == outbox.VALIDATION_RESULTS:
         return validation_notification.delivery_recipients(payload), None, None
     if kind == outbox.CONVERSATION_CREATED:
-        recipients = fanout.recipients_select(payload["users"], payload["groups"], payload["org_units"])
+        recipients = fanout.recipients_select(payload["users"], payload["groups"], payload["org_units"], span)
         message_id = payload.get("message_id") or conn.scalar(
             select(func.min(Message.id)).where(Message.conversation_id == payload["conversation_id"])
         )

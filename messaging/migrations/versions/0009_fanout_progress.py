@@ -1,0 +1,30 @@
+"""fan-out progress: each chunk commits the cursor, expanded and audience with the outbox event
+
+Revision ID: 0009_fanout_progress
+Revises: 0007
+Create Date: 2026-12-01 23:50:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0009_fanout_progress'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('progress_cursor', sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column('progress_expanded', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('progress_audience', sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_column('progress_audience')
+        batch_op.drop_column('progress_expanded')
+        batch_op.drop_column('progress_cursor')
