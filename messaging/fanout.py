@@ -256,10 +256,7 @@ def _fan_out_chunk(conn: Connection, event: OutboxEvent, chunk: int) -> tuple[Sp
     sender = payload.get("sender_id")
     # The audience: everybody the event names, the sender too; its user ids cut it into chunks.
     audience = Audience([*([sender] if sender is not None else []), *payload["users"]], payload["groups"], payload["org_units"])
-    total = event.progress_audience
-    if total is None:
-        everyone = audience.select()
-        total = int(conn.scalar(select(func.count()).select_from(everyone.subquery())) or 0) if everyone is not None else 0
+    total = event.progress_audience if event.progress_audience is not None else audience.count(conn)
     span = Span(after=event.progress_cursor, upto=audience.upper_bound(conn, event.progress_cursor, chunk))
     present = _expand(conn, payload, span, first_run_fast_path=event.kind == outbox.CONVERSATION_CREATED)
     if not present:  # the conversation was deleted meanwhile: nothing left to expand
@@ -280,6 +277,25 @@ class Audience:
     def select(self, span: Span | None = None) -> Select[Any] | None:
         """Every user the event names, de-duplicated, within ``span``."""
         return recipients_select(list(dict.fromkeys(self.users)), self.groups, self.org_units, span)
+
+    def count(self, conn: Connection) -> int:
+        """How many users the event names, de-duplicated (once, at its first chunk)."""
+        sources = [(UserGroupMember.user_id, UserGroupMember.group_id, g) for g in self.groups] + [
+            (UserOrgUnit.user_id, UserOrgUnit.org_unit_id, o) for o in self.org_units
+        ]
+        if len(sources) != 1:
+            everyone = self.select()
+            return int(conn.scalar(select(func.count()).select_from(everyone.subquery())) or 0) if everyone is not None else 0
+        # One group or org unit: an index-only count of its members, plus the named users outside it;
+        # a union of the two would sort the whole audience to de-duplicate a handful of ids.
+        member, key, value = sources[0]
+        members = int(conn.scalar(select(func.count()).where(key == value)) or 0)
+        users = list(dict.fromkeys(self.users))
+        if not users:
+            return members
+        inside = select(func.count()).where(key == value, member.in_(users))
+        named = int(conn.scalar(select(func.count()).where(User.id.in_(users))) or 0)
+        return members + named - int(conn.scalar(inside) or 0)
 
     def upper_bound(self, conn: Connection, after: int | None, chunk: int) -> int | None:
         """The ``chunk``-th user id above ``after``: the next chunk's upper end; None when fewer remain."""

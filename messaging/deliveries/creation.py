@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, Select, String, Text, and_, case, false, func, literal, null, select
+from sqlalchemy import DateTime, Integer, Select, String, Text, and_, case, exists, false, func, literal, null, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -68,7 +68,7 @@ def create_for_event(
     return [
         (delivery_id, channel)
         for channel in channels
-        for delivery_id in _insert(conn, message_id, recipients, channel, exclude, enqueued=enqueued)
+        for delivery_id in _insert(conn, message_id, recipients, channel, exclude, enqueued=enqueued, span=span)
     ]
 
 
@@ -101,9 +101,21 @@ def _notified(
 
 
 def _insert(
-    conn: Connection, message_id: int | None, recipients: Select[Any], channel: str, exclude: int | None, *, enqueued: bool
+    conn: Connection,
+    message_id: int | None,
+    recipients: Select[Any],
+    channel: str,
+    exclude: int | None,
+    *,
+    enqueued: bool,
+    span: fanout.Span | None = None,
 ) -> list[int]:
-    """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason; the QUEUED ids."""
+    """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason; the QUEUED ids.
+
+    With a ``span`` (a fan-out's chunk) that holds no delivery of the message yet, a plain INSERT:
+    nothing can conflict (the chunk runs under the event's row lock), and ON CONFLICT's
+    speculative insertion per row is skipped.
+    """
     key = OPT_IN_KEYS[channel]
     system = conn.scalar(select(sql_cast(SystemSetting.value, Text)).where(SystemSetting.key == key))
     default = system if system is not None else json.dumps(SYSTEM_SETTING_DEFAULTS[key])
@@ -142,10 +154,11 @@ def _insert(
         columns.append("enqueued_at")
         rows = rows.add_columns(case((opted_out, null()), (address.is_(None), null()), else_=literal(now, DateTime)))
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Delivery)
-        .from_select(columns, rows)
-        .on_conflict_do_nothing(index_elements=["message_id", "user_id", "channel"])
-        .returning(Delivery.id, Delivery.status)
-    )
-    return sorted(row.id for row in conn.execute(statement) if row.status == QUEUED)
+    statement = dialect.insert(Delivery).from_select(columns, rows)
+    fresh = False
+    if message_id is not None and span is not None:
+        existing = exists().where(Delivery.message_id == message_id, Delivery.channel == channel, *span.clause(Delivery.user_id))
+        fresh = not conn.scalar(select(existing))
+    if not fresh:
+        statement = statement.on_conflict_do_nothing(index_elements=["message_id", "user_id", "channel"])
+    return sorted(row.id for row in conn.execute(statement.returning(Delivery.id, Delivery.status)) if row.status == QUEUED)
