@@ -56,7 +56,7 @@ __all__ = [
 
 # Recipients per fan-out step: progress shows every CHUNK_RECIPIENTS, and a killed worker
 # redoes at most one chunk. Each step costs a transaction and a few small queries (~ms).
-CHUNK_RECIPIENTS = 10_000
+CHUNK_RECIPIENTS = 25_000
 # Up to this many groups and org units, a chunk's upper end comes from one index scan each.
 MAX_BOUND_SOURCES = 32
 
@@ -257,12 +257,17 @@ def _fan_out_chunk(conn: Connection, event: OutboxEvent, chunk: int) -> tuple[Sp
     # The audience: everybody the event names, the sender too; its user ids cut it into chunks.
     audience = Audience([*([sender] if sender is not None else []), *payload["users"]], payload["groups"], payload["org_units"])
     total = event.progress_audience if event.progress_audience is not None else audience.count(conn)
-    span = Span(after=event.progress_cursor, upto=audience.upper_bound(conn, event.progress_cursor, chunk))
+    expanded_before = event.progress_expanded or 0
+    # What is left fits one chunk: no upper end to look up (the last chunk takes whatever is above
+    # the cursor, members who joined meanwhile included).
+    last = event.progress_audience is not None and total - expanded_before <= chunk
+    upto = None if last or total <= chunk else audience.upper_bound(conn, event.progress_cursor, chunk)
+    span = Span(after=event.progress_cursor, upto=upto)
     present = _expand(conn, payload, span, first_run_fast_path=event.kind == outbox.CONVERSATION_CREATED)
     if not present:  # the conversation was deleted meanwhile: nothing left to expand
         span = Span(after=span.after)
     done = span.upto is None
-    expanded = total if done else min(total, (event.progress_expanded or 0) + chunk)
+    expanded = total if done else min(total, expanded_before + chunk)
     return span, Progress(done=done, expanded=expanded, audience=total)
 
 

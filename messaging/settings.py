@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     outbox_poll_s: float = Field(default=0.1, gt=0, le=60, validation_alias=_env("HERALD_OUTBOX_POLL_S"))
     outbox_stale_s: float = Field(default=30.0, gt=0, validation_alias=_env("HERALD_OUTBOX_STALE_S"))
     outbox_batch: int = Field(default=500, ge=1, le=10000, validation_alias=_env("HERALD_OUTBOX_BATCH"))
-    fanout_chunk: int = Field(default=10_000, ge=1, le=1_000_000, validation_alias=_env("HERALD_FANOUT_CHUNK"))
+    fanout_chunk: int = Field(default=25_000, ge=1, le=1_000_000, validation_alias=_env("HERALD_FANOUT_CHUNK"))
     worker_threads: int = Field(default=4, ge=1, le=64, validation_alias=_env("HERALD_WORKER_THREADS"))
     auth_cache_s: float = Field(default=300.0, ge=0, validation_alias=_env("HERALD_AUTH_CACHE_S"))
     log_level: str = Field(default="INFO", validation_alias=_env("HERALD_LOG_LEVEL"))
