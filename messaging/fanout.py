@@ -235,16 +235,17 @@ def run_step(
             _HANDLERS[event.kind](conn, event.payload)
             span, progress = None, Progress(done=True)
         after_commit = notify(conn, event, span) if notify is not None else None
-        conn.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id == event_id)
-            .values(
-                done_at=utcnow() if progress.done else None,
-                progress_cursor=span.upto if span is not None else None,
-                progress_expanded=progress.expanded,
-                progress_audience=progress.audience,
-            )
-        )
+        values: dict[str, Any] = {
+            "done_at": utcnow() if progress.done else None,
+            "progress_cursor": span.upto if span is not None else None,
+            "progress_expanded": progress.expanded,
+            "progress_audience": progress.audience,
+        }
+        if not progress.done:
+            # A sign of life for the sweeper: only a fan-out whose chunks stopped committing for
+            # HERALD_OUTBOX_STALE_S is enqueued again, not every one that runs longer than that.
+            values["enqueued_at"] = utcnow()
+        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
     if after_commit is not None:
         after_commit()
     return progress
