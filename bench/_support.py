@@ -167,12 +167,16 @@ def psycopg_connection(conn: Connection) -> psycopg.Connection[Any]:
     return raw
 
 
-def seed_org_unit(engine: Engine, ou: str, users: int, *, tag: str, contact: str | None = None) -> None:
+def seed_org_unit(
+    engine: Engine, ou: str, users: int, *, tag: str, contact: str | None = None, contacts: Sequence[str] = ()
+) -> None:
     """Demo data plus org unit ``ou`` with ``users`` users assigned to it, written with COPY.
 
     Users are ``<tag>user<i>`` with UID ``<TAG initial><i, 10 digits>``; ``contact`` ("email" or
-    "phone_number") gives each an address (``user<i>@clinic.example``, ``+25677<i, 7 digits>``).
+    "phone_number") gives each an address (``user<i>@clinic.example``, ``+25677<i, 7 digits>``);
+    ``contacts`` gives each several (both, for email and SMS).
     """
+    contacts = [*([contact] if contact is not None else []), *contacts]
     from messaging.db import make_sessionmaker
     from messaging.demo import load_demo
 
@@ -180,8 +184,7 @@ def seed_org_unit(engine: Engine, ou: str, users: int, *, tag: str, contact: str
         load_demo(session)
         session.commit()
     columns = "uid, username, first_name, surname, disabled, created, last_updated"
-    if contact is not None:
-        columns += f", {contact}"
+    columns += "".join(f", {c}" for c in contacts)
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -194,10 +197,8 @@ def seed_org_unit(engine: Engine, ou: str, users: int, *, tag: str, contact: str
         with psycopg_connection(conn).cursor() as cursor, cursor.copy(f"COPY users ({columns}) FROM STDIN") as copy:
             for i in range(users):
                 row: tuple[Any, ...] = (f"{tag[0].upper()}{i:010d}", f"{tag}user{i}", tag.title(), f"User {i}", False, now, now)
-                if contact == "email":
-                    row += (email_address(i),)
-                elif contact is not None:
-                    row += (phone_number(i),)
+                for c in contacts:
+                    row += (email_address(i) if c == "email" else phone_number(i),)
                 copy.write_row(row)
         conn.execute(
             text(
@@ -218,3 +219,35 @@ def email_address(i: int) -> str:
 def phone_number(i: int) -> str:
     """The phone number (E.164) of seeded user i."""
     return f"+25677{i:07d}"
+
+
+def peak_rss_mb(pid: int, *, tree: bool = False) -> float:
+    """A process's peak resident memory (VmHWM) in MB; with ``tree``, the largest of it and its descendants."""
+    pids = [pid, *(_descendants(pid) if tree else [])]
+    peaks = []
+    for p in pids:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            peaks.append(int(match.group(1)) / 1024)
+    return max(peaks, default=0.0)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc's parent links)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found

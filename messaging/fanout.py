@@ -3,14 +3,18 @@
 Users named directly got their rows in the request (`participants.py`); the fan-out adds the
 members of groups and org units that have no row and were never removed (DECISIONS #20), so it
 never undoes a removal, read, unread or follow-up made before it ran. Every statement is
-idempotent (ON CONFLICT DO NOTHING on (conversation, user), guarded updates), and the event is
-marked done in the same transaction as its effects, so running an event twice, or after a crash
-half-way, is harmless.
+idempotent (ON CONFLICT DO NOTHING on (conversation, user), guarded updates).
+
+A fan-out runs in chunks of recipients by user id range: each chunk's inbox rows, its deliveries
+and the event's progress (cursor, expanded, audience) commit together, so the ops overview shows
+"expanded X of Y" while it runs, memory stays flat with the audience, and a worker killed half-way
+resumes after the last committed chunk. The last chunk marks the event done.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -20,6 +24,7 @@ from sqlalchemy import (
     and_,
     exists,
     false,
+    func,
     insert,
     literal,
     select,
@@ -45,25 +50,56 @@ from messaging.participants import INBOX_DONE, not_removed, ticket_managers_clau
 from messaging.validation.notification import notify_results
 
 __all__ = [
-    "NotificationHook", "add_participants", "never_removed", "process_event", "recipients_select", "ticket_managers_clause",
+    "NotificationHook", "Progress", "Span", "add_participants", "never_removed", "process_event", "recipients_select",
+    "run_step", "ticket_managers_clause",
 ]
 
-# Called after an event's inbox work, in the same transaction: email/SMS deliveries hook in here.
-# Runs inside the event's transaction; what it returns (if anything) runs once that has committed.
-NotificationHook = Callable[[Connection, OutboxEvent], Callable[[], None] | None]
+# Recipients per fan-out step: progress shows every CHUNK_RECIPIENTS, and a killed worker
+# redoes at most one chunk. Each step costs a transaction and a few small queries (~ms).
+CHUNK_RECIPIENTS = 25_000
+# Up to this many groups and org units, a chunk's upper end comes from one index scan each.
+MAX_BOUND_SOURCES = 32
 
 
-def recipients_select(users: list[int], groups: list[int], org_units: list[int]) -> Select[Any] | None:
-    """SELECT user_id over direct users, group members and org unit members (de-duplicated)."""
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A range of user ids, ``after < user_id <= upto`` (``upto`` None: no upper end): one chunk of a fan-out."""
+
+    after: int | None = None
+    upto: int | None = None
+
+    def clause(self, column: Any) -> list[Any]:
+        """The SQL conditions keeping ``column`` inside the span."""
+        return [
+            *([column > self.after] if self.after is not None else []),
+            *([column <= self.upto] if self.upto is not None else []),
+        ]
+
+
+# Called after each step's inbox work, in the same transaction: email/SMS deliveries hook in here,
+# for the step's span of user ids (None: the whole event). What it returns (if anything) runs
+# once the step has committed.
+NotificationHook = Callable[[Connection, OutboxEvent, Span | None], Callable[[], None] | None]
+
+
+def recipients_select(
+    users: list[int], groups: list[int], org_units: list[int], span: Span | None = None
+) -> Select[Any] | None:
+    """SELECT user_id over direct users, group members and org unit members (de-duplicated), within ``span``."""
+    span = span or Span()
     parts: list[Select[Any]] = []
     if users:
-        parts.append(select(User.id.label("user_id")).where(User.id.in_(users)))
+        parts.append(select(User.id.label("user_id")).where(User.id.in_(users), *span.clause(User.id)))
     if groups:
-        members = select(UserGroupMember.user_id).where(UserGroupMember.group_id.in_(groups))
+        members = select(UserGroupMember.user_id).where(
+            UserGroupMember.group_id.in_(groups), *span.clause(UserGroupMember.user_id)
+        )
         # A user in two of the groups must come out once (one group cannot list a user twice).
         parts.append(members.distinct() if len(groups) > 1 else members)
     if org_units:
-        assigned = select(UserOrgUnit.user_id).where(UserOrgUnit.org_unit_id.in_(org_units))
+        assigned = select(UserOrgUnit.user_id).where(
+            UserOrgUnit.org_unit_id.in_(org_units), *span.clause(UserOrgUnit.user_id)
+        )
         parts.append(assigned.distinct() if len(org_units) > 1 else assigned)
     if not parts:
         return None
@@ -154,8 +190,36 @@ def add_participants(
     return conn.execute(statement).rowcount or 0
 
 
-def process_event(engine: Engine, event_id: int, notify: NotificationHook | None = None) -> bool:
-    """Carry out one outbox event; False when it was already done or does not exist."""
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where an outbox event stands after one step: ``expanded`` of ``audience`` recipients covered."""
+
+    done: bool
+    expanded: int = 0
+    audience: int | None = None
+
+
+def process_event(
+    engine: Engine, event_id: int, notify: NotificationHook | None = None, *, chunk: int = CHUNK_RECIPIENTS
+) -> bool:
+    """Carry out one outbox event to the end, chunk by chunk; False when it was already done or does not exist."""
+    ran = False
+    while (step := run_step(engine, event_id, notify, chunk=chunk)) is not None:
+        ran = True
+        if step.done:
+            break
+    return ran
+
+
+def run_step(
+    engine: Engine, event_id: int, notify: NotificationHook | None = None, *, chunk: int = CHUNK_RECIPIENTS
+) -> Progress | None:
+    """Carry out and commit the next step of an event (a fan-out's next chunk of recipients, else all of it).
+
+    None when the event is done or does not exist. The step's effects, its deliveries and the
+    event's progress commit together, so a worker killed between steps resumes after the last
+    committed chunk, and one killed during a step loses only that step's uncommitted work.
+    """
     with engine.begin() as conn:
         query = select(OutboxEvent).where(OutboxEvent.id == event_id)
         if conn.dialect.name == "postgresql":
@@ -163,51 +227,146 @@ def process_event(engine: Engine, event_id: int, notify: NotificationHook | None
             query = query.with_for_update()
         row = conn.execute(query).mappings().first()
         if row is None or row["done_at"] is not None:
-            return False
+            return None
         event = OutboxEvent(**dict(row))
-        handler = _HANDLERS[event.kind]
-        handler(conn, event.payload)
-        after_commit = notify(conn, event) if notify is not None else None
-        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(done_at=utcnow()))
+        if event.kind in _FAN_OUTS:
+            span, progress = _fan_out_chunk(conn, event, chunk)
+        else:
+            _HANDLERS[event.kind](conn, event.payload)
+            span, progress = None, Progress(done=True)
+        after_commit = notify(conn, event, span) if notify is not None else None
+        values: dict[str, Any] = {
+            "done_at": utcnow() if progress.done else None,
+            "progress_cursor": span.upto if span is not None else None,
+            "progress_expanded": progress.expanded,
+            "progress_audience": progress.audience,
+        }
+        if not progress.done:
+            # A sign of life for the sweeper: only a fan-out whose chunks stopped committing for
+            # HERALD_OUTBOX_STALE_S is enqueued again, not every one that runs longer than that.
+            values["enqueued_at"] = utcnow()
+        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
     if after_commit is not None:
         after_commit()
-    return True
+    return progress
 
 
-def _conversation_created(conn: Connection, payload: dict[str, Any]) -> None:
-    _expand(conn, payload, first_run_fast_path=True)
+def _fan_out_chunk(conn: Connection, event: OutboxEvent, chunk: int) -> tuple[Span, Progress]:
+    """Add the inbox rows of the next ``chunk`` recipients (by user id) above the event's cursor."""
+    payload = event.payload
+    sender = payload.get("sender_id")
+    # The audience: everybody the event names, the sender too; its user ids cut it into chunks.
+    audience = Audience([*([sender] if sender is not None else []), *payload["users"]], payload["groups"], payload["org_units"])
+    total = event.progress_audience if event.progress_audience is not None else audience.count(conn)
+    expanded_before = event.progress_expanded or 0
+    # What is left fits one chunk: no upper end to look up (the last chunk takes whatever is above
+    # the cursor, members who joined meanwhile included).
+    last = event.progress_audience is not None and total - expanded_before <= chunk
+    upto = None if last or total <= chunk else audience.upper_bound(conn, event.progress_cursor, chunk)
+    span = Span(after=event.progress_cursor, upto=upto)
+    present = _expand(conn, payload, span, first_run_fast_path=event.kind == outbox.CONVERSATION_CREATED)
+    if not present:  # the conversation was deleted meanwhile: nothing left to expand
+        span = Span(after=span.after)
+    done = span.upto is None
+    expanded = total if done else min(total, expanded_before + chunk)
+    return span, Progress(done=done, expanded=expanded, audience=total)
 
 
-def _expand(conn: Connection, payload: dict[str, Any], *, first_run_fast_path: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who an event names: users, groups and org units (each a small list of ids)."""
+
+    users: list[int]
+    groups: list[int]
+    org_units: list[int]
+
+    def select(self, span: Span | None = None) -> Select[Any] | None:
+        """Every user the event names, de-duplicated, within ``span``."""
+        return recipients_select(list(dict.fromkeys(self.users)), self.groups, self.org_units, span)
+
+    def count(self, conn: Connection) -> int:
+        """How many users the event names, de-duplicated (once, at its first chunk)."""
+        sources = [(UserGroupMember.user_id, UserGroupMember.group_id, g) for g in self.groups] + [
+            (UserOrgUnit.user_id, UserOrgUnit.org_unit_id, o) for o in self.org_units
+        ]
+        if len(sources) != 1:
+            everyone = self.select()
+            return int(conn.scalar(select(func.count()).select_from(everyone.subquery())) or 0) if everyone is not None else 0
+        # One group or org unit: an index-only count of its members, plus the named users outside it;
+        # a union of the two would sort the whole audience to de-duplicate a handful of ids.
+        member, key, value = sources[0]
+        members = int(conn.scalar(select(func.count()).where(key == value)) or 0)
+        users = list(dict.fromkeys(self.users))
+        if not users:
+            return members
+        inside = select(func.count()).where(key == value, member.in_(users))
+        named = int(conn.scalar(select(func.count()).where(User.id.in_(users))) or 0)
+        return members + named - int(conn.scalar(inside) or 0)
+
+    def upper_bound(self, conn: Connection, after: int | None, chunk: int) -> int | None:
+        """The ``chunk``-th user id above ``after``: the next chunk's upper end; None when fewer remain."""
+        span = Span(after=after)
+        sources: list[Select[Any]] = []
+        if len(self.groups) + len(self.org_units) <= MAX_BOUND_SOURCES:
+            # One short index range scan per group and org unit (their primary keys lead with it),
+            # instead of sorting the whole remaining union once per chunk.
+            if self.users:
+                sources.append(select(User.id.label("user_id")).where(User.id.in_(self.users), *span.clause(User.id)))
+            for group in self.groups:
+                sources.append(select(UserGroupMember.user_id).where(
+                    UserGroupMember.group_id == group, *span.clause(UserGroupMember.user_id)
+                ).order_by(UserGroupMember.user_id).limit(chunk))  # fmt: skip
+            for org_unit in self.org_units:
+                sources.append(select(UserOrgUnit.user_id).where(
+                    UserOrgUnit.org_unit_id == org_unit, *span.clause(UserOrgUnit.user_id)
+                ).order_by(UserOrgUnit.user_id).limit(chunk))  # fmt: skip
+        else:
+            everyone = self.select(span)
+            sources = [everyone] if everyone is not None else []
+        if not sources:
+            return None
+        parts = [select(s.subquery().c.user_id) for s in sources]
+        merged = (union(*parts) if len(parts) > 1 else parts[0]).subquery()
+        query = select(merged.c.user_id).order_by(merged.c.user_id).offset(chunk - 1).limit(1)
+        upto = conn.scalar(query)
+        return int(upto) if upto is not None else None
+
+
+def _expand(conn: Connection, payload: dict[str, Any], span: Span, *, first_run_fast_path: bool) -> bool:
+    """The inbox rows of the recipients within ``span``; False when the conversation no longer exists."""
     # The request wrote the named users' rows itself (DECISIONS #20); events staged before that
     # change (no `inbox_done`) still name users for the fan-out to add.
     done = bool(payload.get(INBOX_DONE))
     users: list[int] = [] if done else payload["users"]
-    recipients = recipients_select(users, payload["groups"], payload["org_units"])
-    if recipients is None:
-        return
+    recipients = recipients_select(users, payload["groups"], payload["org_units"], span)
     conversation_id = payload["conversation_id"]
     query = select(Conversation.last_message, Conversation.message_type).where(Conversation.id == conversation_id)
     if conn.dialect.name == "postgresql":
         # Held to commit: a request changing participants (remove, add, reply) waits for this
-        # fan-out or makes it wait, so a removal it commits meanwhile is never missed.
+        # chunk or makes it wait, so a removal it commits meanwhile is never missed; between
+        # chunks it runs, and the next chunk reads the removals again.
         query = query.with_for_update(read=True)
     row = conn.execute(query).first()
-    if row is None:  # the conversation was deleted meanwhile
-        return
+    if row is None:
+        return False
+    if recipients is None:
+        return True
     sender = payload.get("sender_id")
     present = [*([sender] if sender is not None else []), *(payload["users"] if done else [])]
     only_present = None
     if first_run_fast_path and present and len(present) <= MAX_KNOWN_PRESENT:
-        # A first run finds only the rows the request wrote (a failed run rolled back whole); a
-        # re-run, or a participant added meanwhile, finds more and takes the ON CONFLICT path.
+        # Within the span, only the rows the request wrote can exist on a first pass (earlier
+        # chunks wrote below it, a failed chunk rolled back whole); a participant added by name
+        # meanwhile, or a re-run, finds more and takes the ON CONFLICT path.
         others = conn.scalar(
-            select(
-                exists().where(UserMessage.conversation_id == conversation_id, UserMessage.user_id.not_in(present))
-            )
-        )
+            select(exists().where(
+                UserMessage.conversation_id == conversation_id, UserMessage.user_id.not_in(present),
+                *span.clause(UserMessage.user_id),
+            ))
+        )  # fmt: skip
         only_present = None if others else present
     add_participants(conn, conversation_id, recipients, row.last_message, row.message_type, only_present=only_present)
+    return True
 
 
 def _message_replied(conn: Connection, payload: dict[str, Any]) -> None:
@@ -229,14 +388,10 @@ def _message_replied(conn: Connection, payload: dict[str, Any]) -> None:
     )
 
 
-def _recipients_added(conn: Connection, payload: dict[str, Any]) -> None:
-    _expand(conn, payload, first_run_fast_path=False)
-
-
+# Fan-outs run chunk by chunk (`_fan_out_chunk`); every other kind in one step.
+_FAN_OUTS = frozenset({outbox.CONVERSATION_CREATED, outbox.RECIPIENTS_ADDED})
 _HANDLERS: dict[str, Callable[[Connection, dict[str, Any]], None]] = {
-    outbox.CONVERSATION_CREATED: _conversation_created,
     outbox.MESSAGE_REPLIED: _message_replied,
-    outbox.RECIPIENTS_ADDED: _recipients_added,
     outbox.VALIDATION_RESULTS: notify_results,
 }
 

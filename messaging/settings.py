@@ -90,11 +90,12 @@ class SiteSettings(SettingsBase):
 
 
 class OutboxSettings(SettingsBase):
-    """How the outbox relay polls and re-sends events."""
+    """How the outbox relay polls and re-sends events, and how many recipients one fan-out step writes."""
 
     outbox_poll_s: float = Field(default=0.1, gt=0, le=60, validation_alias=env("HERALD_OUTBOX_POLL_S"))
     outbox_stale_s: float = Field(default=30.0, gt=0, validation_alias=env("HERALD_OUTBOX_STALE_S"))
     outbox_batch: int = Field(default=500, ge=1, le=10000, validation_alias=env("HERALD_OUTBOX_BATCH"))
+    fanout_chunk: int = Field(default=25_000, ge=1, le=1_000_000, validation_alias=env("HERALD_FANOUT_CHUNK"))
 
 
 class DeliveryPolicySettings(SettingsBase):

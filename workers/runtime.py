@@ -60,7 +60,9 @@ def build_runtime(settings: FleetSettings, *, engine: Engine | None = None, brok
     def process_outbox(event_id: int) -> None:
         """Carry out one outbox event (idempotent: a done event is skipped)."""
         try:
-            done = fanout.process_event(engine, event_id, notify=deliveries.notify if deliveries else None)
+            done = fanout.process_event(
+                engine, event_id, notify=deliveries.notify if deliveries else None, chunk=settings.fanout_chunk
+            )
         except Exception as exc:
             outbox.record_failure(engine, event_id, f"{type(exc).__name__}: {exc}")
             raise

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, Select, String, Text, and_, case, false, func, literal, null, select
+from sqlalchemy import DateTime, Integer, Select, String, Text, and_, case, exists, false, func, literal, null, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -32,10 +32,10 @@ def notifier(channels: Collection[str], dispatch: Dispatch | None = None) -> fan
     """
     on = tuple(c for c in CHANNELS if c in channels)
 
-    def notify(conn: Connection, event: OutboxEvent) -> Callable[[], None] | None:
+    def notify(conn: Connection, event: OutboxEvent, span: fanout.Span | None) -> Callable[[], None] | None:
         if not on:
             return None
-        created = create_for_event(conn, event.kind, event.payload, on, enqueued=dispatch is not None)
+        created = create_for_event(conn, event.kind, event.payload, on, enqueued=dispatch is not None, span=span)
         if dispatch is None or not created:
             return None
 
@@ -48,24 +48,33 @@ def notifier(channels: Collection[str], dispatch: Dispatch | None = None) -> fan
 
 
 def create_for_event(
-    conn: Connection, kind: str, payload: dict[str, Any], channels: Sequence[str], *, enqueued: bool = False
+    conn: Connection,
+    kind: str,
+    payload: dict[str, Any],
+    channels: Sequence[str],
+    *,
+    enqueued: bool = False,
+    span: fanout.Span | None = None,
 ) -> list[tuple[int, str]]:
     """Insert the deliveries an outbox event calls for (DECISIONS #15); idempotent.
 
     Returns the QUEUED rows it added as (id, channel); ``enqueued`` marks them handed to the broker.
+    ``span``: only the recipients in this range of user ids (one chunk of a fan-out).
     """
-    notified = _notified(conn, kind, payload)
+    notified = _notified(conn, kind, payload, span)
     if notified is None:
         return []
     recipients, message_id, exclude = notified
     return [
         (delivery_id, channel)
         for channel in channels
-        for delivery_id in _insert(conn, message_id, recipients, channel, exclude, enqueued=enqueued)
+        for delivery_id in _insert(conn, message_id, recipients, channel, exclude, enqueued=enqueued, span=span)
     ]
 
 
-def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Select[Any], int | None, int | None] | None:
+def _notified(
+    conn: Connection, kind: str, payload: dict[str, Any], span: fanout.Span | None = None
+) -> tuple[Select[Any], int | None, int | None] | None:
     """(recipients as SELECT user_id, message id, user to leave out), or None: nobody is notified.
 
     A message id of None: the SELECT names each row's message too (message_id, user_id).
@@ -73,7 +82,7 @@ def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Sel
     if kind == outbox.VALIDATION_RESULTS:
         return validation_notification.delivery_recipients(payload), None, None
     if kind == outbox.CONVERSATION_CREATED:
-        recipients = fanout.recipients_select(payload["users"], payload["groups"], payload["org_units"])
+        recipients = fanout.recipients_select(payload["users"], payload["groups"], payload["org_units"], span)
         message_id = payload.get("message_id") or conn.scalar(
             select(func.min(Message.id)).where(Message.conversation_id == payload["conversation_id"])
         )
@@ -92,9 +101,21 @@ def _notified(conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[Sel
 
 
 def _insert(
-    conn: Connection, message_id: int | None, recipients: Select[Any], channel: str, exclude: int | None, *, enqueued: bool
+    conn: Connection,
+    message_id: int | None,
+    recipients: Select[Any],
+    channel: str,
+    exclude: int | None,
+    *,
+    enqueued: bool,
+    span: fanout.Span | None = None,
 ) -> list[int]:
-    """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason; the QUEUED ids."""
+    """One set-based INSERT ... SELECT for a channel: QUEUED, or SKIPPED with the reason; the QUEUED ids.
+
+    With a ``span`` (a fan-out's chunk) that holds no delivery of the message yet, a plain INSERT:
+    nothing can conflict (the chunk runs under the event's row lock), and ON CONFLICT's
+    speculative insertion per row is skipped.
+    """
     key = OPT_IN_KEYS[channel]
     system = conn.scalar(select(sql_cast(SystemSetting.value, Text)).where(SystemSetting.key == key))
     default = system if system is not None else json.dumps(SYSTEM_SETTING_DEFAULTS[key])
@@ -133,10 +154,11 @@ def _insert(
         columns.append("enqueued_at")
         rows = rows.add_columns(case((opted_out, null()), (address.is_(None), null()), else_=literal(now, DateTime)))
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Delivery)
-        .from_select(columns, rows)
-        .on_conflict_do_nothing(index_elements=["message_id", "user_id", "channel"])
-        .returning(Delivery.id, Delivery.status)
-    )
-    return sorted(row.id for row in conn.execute(statement) if row.status == QUEUED)
+    statement = dialect.insert(Delivery).from_select(columns, rows)
+    fresh = False
+    if message_id is not None and span is not None:
+        existing = exists().where(Delivery.message_id == message_id, Delivery.channel == channel, *span.clause(Delivery.user_id))
+        fresh = not conn.scalar(select(existing))
+    if not fresh:
+        statement = statement.on_conflict_do_nothing(index_elements=["message_id", "user_id", "channel"])
+    return sorted(row.id for row in conn.execute(statement.returning(Delivery.id, Delivery.status)) if row.status == QUEUED)

@@ -213,13 +213,13 @@ class FanOut:
 
 
 def fanouts(db: Session | Connection, *, limit: int = 20) -> list[FanOut]:
-    """Fan-outs in progress: "expanded X of Y" from the inbox rows written so far and the audience size."""
+    """Fan-outs in progress: "expanded X of Y", as the fan-out's last committed chunk recorded it."""
     events: list[OutboxEvent] = list(db.execute(
         select(OutboxEvent)
         .where(
             OutboxEvent.done_at.is_(None),
             OutboxEvent.enqueued_at.is_not(None),
-            OutboxEvent.kind == outbox.CONVERSATION_CREATED,
+            OutboxEvent.kind.in_((outbox.CONVERSATION_CREATED, outbox.RECIPIENTS_ADDED)),
         )
         .order_by(OutboxEvent.id)
         .limit(limit)
@@ -228,13 +228,13 @@ def fanouts(db: Session | Connection, *, limit: int = 20) -> list[FanOut]:
     for event in events:
         payload: dict[str, Any] = event.payload or {}
         conversation_id = payload.get("conversation_id")
-        recipients = fanout.recipients_select(payload.get("users", []), payload.get("groups", []), payload.get("org_units", []))
-        audience = None
-        if recipients is not None:
-            audience = int(db.execute(select(func.count()).select_from(recipients.subquery())).scalar_one())
-            if payload.get("sender_id") is not None:
-                audience += 1  # the sender always takes part (DECISIONS #12)
-        expanded = int(db.execute(select(func.count()).where(UserMessage.conversation_id == conversation_id)).scalar_one())
+        audience: int | None
+        if event.progress_audience is not None:
+            expanded, audience = event.progress_expanded or 0, event.progress_audience
+        else:
+            # Not started: the rows the request wrote, of an audience counted here (once its
+            # first chunk commits, the fan-out records both).
+            expanded, audience = _not_started(db, payload, conversation_id)
         conversation = db.execute(select(Conversation.uid, Conversation.subject).where(Conversation.id == conversation_id)).first()
         found.append(FanOut(
             event_id=event.id, kind=event.kind, conversation_uid=conversation.uid if conversation else None,
@@ -243,6 +243,19 @@ def fanouts(db: Session | Connection, *, limit: int = 20) -> list[FanOut]:
             attempts=event.attempts, last_error=event.last_error,
         ))  # fmt: skip
     return found
+
+
+def _not_started(db: Session | Connection, payload: dict[str, Any], conversation_id: Any) -> tuple[int, int | None]:
+    sender = payload.get("sender_id")
+    recipients = fanout.recipients_select(
+        [*([sender] if sender is not None else []), *payload.get("users", [])],
+        payload.get("groups", []), payload.get("org_units", []),
+    )  # fmt: skip
+    audience = None
+    if recipients is not None:
+        audience = int(db.execute(select(func.count()).select_from(recipients.subquery())).scalar_one())
+    expanded = int(db.execute(select(func.count()).where(UserMessage.conversation_id == conversation_id)).scalar_one())
+    return expanded, audience
 
 
 def _dialect(db: Session | Connection) -> str:

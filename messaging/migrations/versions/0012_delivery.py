@@ -6,7 +6,7 @@ INSERT statement, delivered at commit (never for a rolled-back event), whatever 
 SQLite has no NOTIFY: its relays keep polling.
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-01 23:40:00.000000
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0012'
-down_revision = '0007'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
