@@ -15,13 +15,13 @@ from api.app import create_app
 from api.openapi import api_routes, body_content, body_specs
 from api.wire import MessageDraft
 from messaging.errors import BadRequest, Conflict, HeraldError, UnsupportedMediaType
-from messaging.settings import Settings
+from tests.conftest import make_settings
 
 
 @pytest.fixture(scope="module")
 def app() -> FastAPI:
     """The app as served; never started, so no database is needed."""
-    return create_app(Settings(database_url="sqlite://"))
+    return create_app(make_settings())
 
 
 def _request(content_type: str | None = "application/json") -> Request:
