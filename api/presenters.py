@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from messaging import inbox
-from messaging.inbox import ConversationRow, MessageView, UserRef
+from messaging.inbox import ConversationRow, MessageView, ParticipantView, UserRef
+
+# Shared by every conversation: the renderer copies what it selects and never mutates these.
+_ACCESS = {"read": True, "update": True, "externalize": False, "delete": True, "write": True, "manage": True}
+_EMPTY: list[Any] = []
 
 
 def user_ref(ref: UserRef | None) -> dict[str, Any] | None:
     """A user as DHIS2 references it."""
     if ref is None:
         return None
-    return {"id": ref.uid, "code": None, "name": ref.display_name, "displayName": ref.display_name, "username": ref.username}
+    name = ref.display_name
+    return {"id": ref.uid, "code": None, "name": name, "displayName": name, "username": ref.username}
 
 
 def message_dict(message: MessageView, base: str) -> dict[str, Any]:
@@ -44,51 +49,71 @@ def message_dict(message: MessageView, base: str) -> dict[str, Any]:
     }
 
 
-def conversation_dict(
-    session: Session,
-    row: ConversationRow,
-    *,
-    base: str,
-    include_internal: bool,
-) -> dict[str, Any]:
+class Related:
+    """Messages and participants of a set of conversations, each kind loaded for all of them at once.
+
+    A list page renders `messages` or `userMessages` only when the fields ask for them; then
+    one query per kind serves every row of the page instead of one per row.
+    """
+
+    def __init__(self, session: Session, conversation_ids: Sequence[int], *, include_internal: bool) -> None:
+        self._session = session
+        self._ids = list(conversation_ids)
+        self._include_internal = include_internal
+        self._messages: dict[int, list[MessageView]] | None = None
+        self._participants: dict[int, list[ParticipantView]] | None = None
+
+    def messages(self, conversation_id: int) -> list[MessageView]:
+        """The visible messages of one of the conversations, oldest first."""
+        if self._messages is None:
+            self._messages = inbox.messages_of(self._session, self._ids, include_internal=self._include_internal)
+        return self._messages.get(conversation_id, [])
+
+    def participants(self, conversation_id: int) -> list[ParticipantView]:
+        """The participants of one of the conversations."""
+        if self._participants is None:
+            self._participants = inbox.participants_of(self._session, self._ids)
+        return self._participants.get(conversation_id, [])
+
+
+def conversation_dict(row: ConversationRow, *, base: str, related: Related) -> dict[str, Any]:
     """A conversation as DHIS2 renders it; messages and userMessages load only when asked for."""
-    conv = row.conversation
-    href = f"{base}/api/messageConversations/{conv.uid}"
+    uid, cid = row.uid, row.id
 
     def messages() -> list[dict[str, Any]]:
-        return [message_dict(m, base) for m in inbox.messages_of(session, conv.id, include_internal=include_internal)]
+        return [message_dict(m, base) for m in related.messages(cid)]
 
     def user_messages() -> list[dict[str, Any]]:
         return [
             {
-                "key": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{conv.uid}/{p.user.uid}")),
+                "key": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{uid}/{p.user.uid}")),
                 "user": user_ref(p.user),
                 "read": p.read,
                 "followUp": p.follow_up,
             }
-            for p in inbox.participants_of(session, conv.id)
+            for p in related.participants(cid)
         ]
 
-    lazy_messages: Callable[[], list[dict[str, Any]]] = messages
     sender, creator = row.last_sender, row.created_by
+    creator_ref = user_ref(creator)
     return {
-        "id": conv.uid,
-        "href": href,
-        "name": conv.subject,
-        "displayName": conv.subject,
-        "created": conv.created,
-        "lastUpdated": conv.last_updated,
-        "createdBy": user_ref(creator),
-        "lastUpdatedBy": user_ref(creator),
-        "subject": conv.subject,
+        "id": uid,
+        "href": f"{base}/api/messageConversations/{uid}",
+        "name": row.subject,
+        "displayName": row.subject,
+        "created": row.created,
+        "lastUpdated": row.last_updated,
+        "createdBy": creator_ref,
+        "lastUpdatedBy": creator_ref,
+        "subject": row.subject,
         "lastSender": user_ref(sender),
         "lastMessage": row.last_message,
-        "messageCount": conv.message_count,
-        "messageType": conv.message_type,
-        "status": conv.status,
-        "priority": conv.priority,
+        "messageCount": row.message_count,
+        "messageType": row.message_type,
+        "status": row.status,
+        "priority": row.priority,
         "assignee": user_ref(row.assignee),
-        "extMessageId": conv.ext_message_id,
+        "extMessageId": row.ext_message_id,
         "read": row.read,
         "followUp": row.follow_up,
         "lastSenderFirstname": sender.first_name if sender else None,
@@ -96,10 +121,10 @@ def conversation_dict(
         "userFirstname": creator.first_name if creator else None,
         "userSurname": creator.surname if creator else None,
         "sharing": {"owner": creator.uid if creator else None, "external": False, "users": {}, "userGroups": {}, "public": "--------"},
-        "access": {"read": True, "update": True, "externalize": False, "delete": True, "write": True, "manage": True},
-        "attributeValues": [],
-        "translations": [],
+        "access": _ACCESS,
+        "attributeValues": _EMPTY,
+        "translations": _EMPTY,
         "favorite": False,
         "userMessages": user_messages,
-        "messages": lazy_messages,
+        "messages": messages,
     }

@@ -42,6 +42,8 @@ SINGULAR = {
 
 def format_datetime(value: datetime) -> str:
     """DHIS2's date format: ISO-8601 without zone, milliseconds (UTC here)."""
+    if value.tzinfo is None and value.year >= 1000:
+        return value.isoformat(timespec="milliseconds")  # the same text, in C: a list renders hundreds
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
 
 

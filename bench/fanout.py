@@ -60,7 +60,7 @@ def copy_baseline(engine: Engine, rows: int, *, indexed: bool) -> float:
             + (", PRIMARY KEY (conversation_id, user_id))" if indexed else ")")
         ))
         if indexed:
-            conn.execute(text(f"CREATE INDEX ON {table} (user_id, last_message) INCLUDE (message_type, read, follow_up)"))
+            conn.execute(text(f"CREATE INDEX ON {table} (user_id, message_type, last_message, conversation_id) INCLUDE (read, follow_up)"))
     now = datetime(2026, 1, 1)
     buffer = io.StringIO("".join(f"1\t{i}\tf\tf\t{now}\tPRIVATE\n" for i in range(rows)))
     start = time.perf_counter()

@@ -233,18 +233,22 @@ class Message(Timestamped, Base):
 class UserMessage(Base):
     """A participant's inbox row: one per (conversation, user).
 
-    `last_message` repeats the conversation's so that a user's inbox, newest first, is one
-    index range scan on (user_id, last_message) however many conversations they have.
+    `last_message` repeats the conversation's so that a user's folder, newest first, is one index
+    range scan on (user_id, message_type, last_message) however many conversations they have.
     """
 
     __tablename__ = "user_messages"
     __table_args__ = (
-        # INCLUDE lets the inbox's counts (unread per folder) be index-only scans on PostgreSQL.
+        # A folder (message type) newest first is one range of this index, a whole inbox one range
+        # per type, merged (messaging/inbox.py); conversation_id is the tie-break of the order.
+        # INCLUDE makes the counts (pager totals, unread per folder) index-only scans on PostgreSQL.
         Index(
-            "ix_user_messages_user_id_last_message",
+            "ix_user_messages_inbox",
             "user_id",
+            "message_type",
             "last_message",
-            postgresql_include=["message_type", "read", "follow_up"],
+            "conversation_id",
+            postgresql_include=["read", "follow_up"],
         ),
     )
     # No foreign keys on this, the fan-out's hot table: their per-row checks cost 60% of a 100k-row

@@ -160,6 +160,19 @@ def order_clauses(props: Mapping[str, Property], orders: Sequence[Order]) -> lis
     return clauses
 
 
+def narrowed_values(props: Mapping[str, Property], filters: Sequence[Filter], path: str) -> frozenset[str] | None:
+    """The values an enum property can still take under AND-ed `eq`/`in` filters on it; None if unconstrained."""
+    prop = _lookup(props, path)
+    allowed: frozenset[str] | None = None
+    for f in filters:
+        if f.path != path or f.value is None or f.op not in ("eq", "in"):
+            continue
+        items = [f.value] if f.op == "eq" else _parse_list(f.value)
+        values = frozenset(_parse_value(prop, item, path) for item in items)
+        allowed = values if allowed is None else allowed & values
+    return allowed
+
+
 def text_match(expr: Any, op: str, query: str) -> ColumnElement[bool]:
     """The `queryString` predicate: `expr <op> query` for any filter operator (default token)."""
     return _predicate(Property(expr, Kind.STRING), op, query, "queryString")

@@ -12,7 +12,7 @@ from api import fields
 from api.bodies import DraftBody, RecipientsBody, TextBody, UidsBody
 from api.deps import Ctx, CtxDep
 from api.params import multi, pager, paging, uid_list
-from api.presenters import conversation_dict
+from api.presenters import Related, conversation_dict
 from api.render import base_url, respond, respond_message
 from messaging import conversations, inbox
 from messaging import query as q
@@ -45,6 +45,11 @@ def _spec(request: Request, default: str) -> fields.FieldSpec:
         raise BadRequest(str(exc)) from None
 
 
+def _may_render_messages(spec: fields.FieldSpec) -> bool:
+    top = fields.requested_top_level(spec)
+    return top is None or "messages" in top
+
+
 @router.get("")
 def list_conversations(ctx: CtxDep) -> Response:
     """The caller's conversations, with DHIS2's filter, order, search, fields and paging."""
@@ -67,15 +72,15 @@ def list_conversations(ctx: CtxDep) -> Response:
         # DHIS2 checks it outside the filter parser's error handling: 409, where a bad filter is 400.
         raise Conflict(f"Query operator is not supported: {params.query_operator}")
     spec = _spec(request, LIST_DEFAULT_FIELDS)
-    manager = is_ticket_manager(ctx.session, ctx.user)
+    # Who manages tickets matters to a search (internal messages match) and to rendered messages.
+    manager = bool(params.query_string or _may_render_messages(spec)) and is_ticket_manager(ctx.session, ctx.user)
     try:
         result = inbox.list_page(ctx.session, ctx.user.id, params, ticket_manager=manager)
     except q.QueryError as exc:
         raise BadRequest(exc.message) from None
     base = _base(ctx)
-    items = fields.render_many(
-        (conversation_dict(ctx.session, row, base=base, include_internal=manager) for row in result.rows), spec
-    )
+    related = Related(ctx.session, [row.id for row in result.rows], include_internal=manager)
+    items = fields.render_many((conversation_dict(row, base=base, related=related) for row in result.rows), spec)
     body: dict[str, Any] = {}
     if page.enabled:
         body["pager"] = pager(request, page, result.total, base=base)
@@ -169,8 +174,9 @@ def get_conversation(ctx: CtxDep, uid: str, markRead: str | None = None) -> Resp
         raise Forbidden("Not authorized to access this conversation.")
     spec = _spec(ctx.request, ONE_DEFAULT_FIELDS)
     row = inbox.conversation_row(ctx.session, conversation, ctx.user.id)
-    manager = is_ticket_manager(ctx.session, ctx.user)
-    body = fields.render(conversation_dict(ctx.session, row, base=_base(ctx), include_internal=manager), spec)
+    manager = _may_render_messages(spec) and is_ticket_manager(ctx.session, ctx.user)
+    related = Related(ctx.session, [row.id], include_internal=manager)
+    body = fields.render(conversation_dict(row, base=_base(ctx), related=related), spec)
     if markRead == "true":
         conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=None, read=True)
         ctx.session.commit()
