@@ -133,7 +133,7 @@ def copy_inbox_baseline(engine: Engine, conversations: int, members: int) -> flo
             "follow_up boolean NOT NULL, last_message timestamp NOT NULL, message_type varchar(32) NOT NULL, "
             "PRIMARY KEY (conversation_id, user_id))"
         ))
-        conn.execute(text(f"CREATE INDEX ON {table} (user_id, last_message) INCLUDE (message_type, read, follow_up)"))
+        conn.execute(text(f"CREATE INDEX ON {table} (user_id, message_type, last_message, conversation_id) INCLUDE (read, follow_up)"))
     tail = "".join(f"\t{u}\tf\tf\t2026-01-01 00:00:00\tVALIDATION_RESULT\n" for u in range(1, members + 1))
     blocks = [(f"{c}" + tail.replace("\n", f"\n{c}"))[: -len(str(c))] for c in range(1, conversations + 1)]
     start = time.perf_counter()
