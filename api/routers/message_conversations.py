@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from api import fields
 from api.bodies import draft_from_request, text_body, uid_array
-from api.deps import Body, Ctx, CtxDep
+from api.deps import Body, Ctx, CtxDep, authenticated
 from api.params import multi, pager, paging, uid_list
 from api.presenters import conversation_dict
 from api.render import base_url, respond, respond_message
@@ -90,8 +90,12 @@ def list_conversations(ctx: CtxDep) -> Response:
 
 
 @router.post("", status_code=201)
-def create_conversation(ctx: CtxDep, raw: Body) -> Response:
+async def create_conversation(request: Request, raw: Body) -> Response:
     """Accept a private message, persist it with its fan-out, answer 201 at once."""
+    return await authenticated(request, lambda ctx: _create(ctx, raw))
+
+
+def _create(ctx: Ctx, raw: bytes) -> Response:
     draft = draft_from_request(ctx.request, raw)
     if not isinstance(draft.subject, str) or not draft.subject.strip():
         raise Conflict("Missing required property `subject`.")
@@ -186,14 +190,18 @@ def get_conversation(ctx: CtxDep, uid: str, markRead: str | None = None) -> Resp
 
 
 @router.post("/{uid}")
-def reply(
-    ctx: CtxDep,
+async def reply(
+    request: Request,
     uid: str,
     raw: Body,
     internal: bool = False,
     attachments: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     """Reply with the raw body as text; 200 with Location (DECISIONS #3)."""
+    return await authenticated(request, lambda ctx: _reply(ctx, uid, raw, internal, attachments))
+
+
+def _reply(ctx: Ctx, uid: str, raw: bytes, internal: bool, attachments: list[str] | None) -> Response:
     attachment_uids = [part.strip() for value in attachments or [] for part in value.split(",") if part.strip()]
     conversation = conversations.reply(
         ctx.session,
