@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, exists, insert, select, update
+from sqlalchemy import Table, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from messaging import outbox, participants
@@ -61,11 +61,20 @@ class Resolved:
         return {"users": self.user_ids, "groups": self.group_ids, "org_units": self.org_unit_ids}
 
 
+_IDS_BY_UID: dict[Any, Any] = {}
+
+
 def _ids_by_uid(session: Session, model: Any, uids: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    unique = list(dict.fromkeys(uids))
-    for part in chunks(unique):
-        found.update({uid: pk for uid, pk in session.execute(select(model.uid, model.id).where(model.uid.in_(part)))})
+    statement = _IDS_BY_UID.get(model)
+    if statement is None:
+        # Built once per table (Core columns, an expanding IN): statement building was a tenth of a POST.
+        table = model.__table__
+        statement = _IDS_BY_UID[model] = select(table.c.uid, table.c.id).where(
+            table.c.uid.in_(bindparam("uids", expanding=True))
+        )
+    for part in chunks(list(dict.fromkeys(uids))):
+        found.update({uid: pk for uid, pk in session.execute(statement, {"uids": list(part)})})
     return found
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, literal_column, select
+from sqlalchemy import Table, bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from messaging.directory import Principal
@@ -40,13 +40,33 @@ class Credentials:
     address_failures: int
 
 
-def _failures(key: str, since: datetime) -> Any:
+def _failures(key: str) -> Any:
     return (
         select(func.count())
         .select_from(_FAILURES)
-        .where(_FAILURES.c.key == key, _FAILURES.c.failed_at > since)
+        .where(_FAILURES.c.key == bindparam(key), _FAILURES.c.failed_at > bindparam("since"))
         .scalar_subquery()
     )
+
+
+def _statement() -> Any:
+    # A one-row anchor, so the failure counts come back for unknown usernames too.
+    anchor = select(literal_column("1").label("one")).subquery()
+    users, members, roles = _USERS, _MEMBERS, _ROLES
+    return select(
+        users.c.id, users.c.uid, users.c.username, users.c.first_name, users.c.surname,
+        users.c.password_hash, users.c.disabled, roles.c.authorities,
+        _failures("user_key").label("user_failures"),
+        _failures("address_key").label("address_failures"),
+    ).select_from(
+        anchor.outerjoin(users, users.c.username == bindparam("username"))
+        .outerjoin(members, members.c.user_id == users.c.id)
+        .outerjoin(roles, roles.c.id == members.c.role_id)
+    )
+
+
+# Built once: building a statement costs about as much Python as running the cached one.
+_LOAD = _statement()
 
 
 def load(
@@ -54,20 +74,13 @@ def load(
 ) -> Credentials:
     """One statement: the user named `username` with their authorities, and the recent failures."""
     since = (now or utcnow()) - timedelta(seconds=limits.window_s)
-    # A one-row anchor, so the failure counts come back for unknown usernames too.
-    anchor = select(literal_column("1").label("one")).subquery()
-    users, members, roles = _USERS, _MEMBERS, _ROLES
-    query = select(
-        users.c.id, users.c.uid, users.c.username, users.c.first_name, users.c.surname,
-        users.c.password_hash, users.c.disabled, roles.c.authorities,
-        _failures(user_key(username), since).label("user_failures"),
-        (_failures(address_key(address), since) if address else literal_column("0")).label("address_failures"),
-    ).select_from(
-        anchor.outerjoin(users, users.c.username == username)
-        .outerjoin(members, members.c.user_id == users.c.id)
-        .outerjoin(roles, roles.c.id == members.c.role_id)
-    )
-    rows = session.execute(query).all()
+    params = {
+        "username": username,
+        "user_key": user_key(username),
+        "address_key": address_key(address) if address else "",  # no key is empty: a count of 0
+        "since": since,
+    }
+    rows = session.execute(_LOAD, params).all()
     first = rows[0]
     principal = None
     if first.id is not None:
