@@ -10,8 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
-from tests.conftest import LiveServer, serve
+from api.app import create_app
+from messaging.db import make_engine
+from tests.conftest import LiveServer, serve, serve_app
+from tests.support.demo import ALICE
 
 pytestmark = pytest.mark.usefixtures("drain_outbox_after_each_test")
 CLERK, ROLE, PASSWORD = "freshClerk1", "freshRole01", "Fresh-pass-1"
@@ -82,3 +86,24 @@ def test_a_renamed_user_is_no_longer_known_by_the_old_name(clerk: LiveServer) ->
     import_ok(clerk, {"users": [{"id": CLERK, "username": "renamedclerk"}]})
     assert there.get("/api/me").status_code == 401
     assert authorities(clerk.client("renamedclerk", PASSWORD)) == ["F_METADATA_IMPORT"]
+
+
+def test_a_request_after_the_database_dropped_every_connection_still_succeeds(server: LiveServer) -> None:
+    # An API of its own (no in-process workers), so nothing else meets the dead connections first.
+    engine = make_engine(server.settings.database_url, pool_size=2)
+    try:
+        with serve_app(create_app(server.settings, engine=engine)) as url, httpx.Client(
+            base_url=url, auth=("admin", "district"), timeout=30
+        ) as client:
+            assert client.get("/api/me", params={"fields": "id"}).status_code == 200  # the pool holds a connection
+            with server.engine.connect() as conn:  # what a database restart does to idle connections
+                conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ))
+            # No ping on checkout: the first statement meets a dead connection and runs again on a new one.
+            assert client.get("/api/me", params={"fields": "id"}).status_code == 200
+            created = client.post("/api/messageConversations", json={"subject": "Hi", "users": [{"id": ALICE}]})
+            assert created.status_code == 201, created.text
+    finally:
+        engine.dispose()
