@@ -15,7 +15,6 @@ from api.auth import Authenticator
 from api.settings import AppSettings
 from messaging.directory import Principal
 
-
 @dataclass
 class HeraldState:
     """What the app factory builds once and every request shares."""
@@ -57,11 +56,3 @@ def _ctx(request: Request) -> Iterator[Ctx]:
 
 SessionDep = Annotated[Session, Depends(_session)]
 CtxDep = Annotated[Ctx, Depends(_ctx)]
-
-
-async def _raw_body(request: Request) -> bytes:
-    """The request body, read on the event loop before a sync handler runs in the threadpool."""
-    return await request.body()
-
-
-Body = Annotated[bytes, Depends(_raw_body)]

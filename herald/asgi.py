@@ -18,7 +18,8 @@ def create_app_from_env() -> FastAPI:
     """Build the API from the environment; without BROKER_URL it runs the workers in-process."""
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    engine = make_engine(settings.database_url, pool_size=20)
+    # One connection per threadpool thread (AnyIO default: 40), so none is closed and reopened under load.
+    engine = make_engine(settings.database_url, pool_size=40)
     if not settings.in_process_workers:
         return create_app(settings, engine=engine)
     fleet = InProcessFleet(build_runtime(settings, engine=engine))

@@ -22,8 +22,18 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """Create an engine with Herald's connection settings for the URL's dialect."""
+POOL_RECYCLE_S = 1800  # older connections are replaced at checkout (server-side idle limits, proxies)
+
+
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None, echo: bool = False) -> Engine:
+    """Create an engine with Herald's connection settings for the URL's dialect.
+
+    `pool_size` connections stay open; `max_overflow` (default: as many again) more are opened
+    under a burst and closed when returned, so size the pool to the caller's concurrency.
+    No ping on checkout (a round trip per request, issue 12): a connection found dead raises a
+    disconnect error, which invalidates the whole pool, and callers whose statement can be
+    repeated run it again (api/auth.py does for a request's first statement).
+    """
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
@@ -31,7 +41,12 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_S,
     )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from messaging import context
@@ -19,13 +19,20 @@ VALIDATION_RESULTS = "validation.results"  # notify validation results (messagin
 KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED, VALIDATION_RESULTS})
 
 
-def stage(session: Session, kind: str, payload: dict[str, Any]) -> OutboxEvent:
-    """Add an outbox event to the caller's transaction, with the current request id. No commit."""
+_OUTBOX = cast(Table, OutboxEvent.__table__)
+_INSERT = insert(_OUTBOX)  # compiled once; a plain INSERT costs a fraction of an ORM flush (issue 12)
+
+
+def stage(session: Session, kind: str, payload: dict[str, Any]) -> None:
+    """Insert an outbox event in the caller's transaction, with the current request id. No commit."""
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
-    event = OutboxEvent(kind=kind, payload=payload, request_id=context.request_id())
-    session.add(event)
-    return event
+    now = utcnow()
+    session.execute(
+        _INSERT,
+        {"kind": kind, "payload": payload, "request_id": context.request_id(), "created_at": now,
+         "available_at": now, "attempts": 0},
+    )
 
 
 @dataclass(frozen=True)

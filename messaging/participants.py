@@ -41,6 +41,7 @@ INBOX_DONE = "inbox_done"
 
 _INBOX = cast(Table, UserMessage.__table__)
 _REMOVED = cast(Table, RemovedParticipant.__table__)
+_INSERT_INBOX = _INBOX.insert()  # built once: it runs on every POST
 CHUNK = 1000
 
 
@@ -77,7 +78,7 @@ def join_new(
         for user_id in dict.fromkeys([*([sender_id] if sender_id is not None else []), *named])
     ]
     if rows:
-        session.execute(_INBOX.insert(), rows)
+        session.execute(_INSERT_INBOX, rows)
 
 
 def join_named(

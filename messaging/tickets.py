@@ -70,7 +70,7 @@ def parse_priority(value: str | None) -> ConversationPriority:
 
 def send_feedback(
     session: Session, *, sender: Principal, subject: str | None, text: str, meta_data: str | None = None
-) -> Conversation:
+) -> conversations.Started:
     """Stage a TICKET (status OPEN) to the feedback-recipients group as configured now. No commit.
 
     Without a configured group the sender is the only participant, as in DHIS2.
