@@ -15,6 +15,7 @@ from api.auth import Authenticator
 from api.settings import AppSettings
 from messaging.directory import Principal
 
+
 @dataclass
 class HeraldState:
     """What the app factory builds once and every request shares."""

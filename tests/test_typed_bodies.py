@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-
 from collections.abc import Iterator
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
@@ -12,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.params import Depends
 from starlette.requests import Request
 
-from api import bodies, deps
+from api import bodies
 from api.app import create_app
 from api.openapi import api_routes, body_content, body_specs
 from api.wire import MessageDraft
