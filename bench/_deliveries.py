@@ -7,6 +7,7 @@ and reports medians, the fleet's steady rate and first-send latency, and the rat
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,3 +154,17 @@ def forget_namespace(namespace: str) -> None:
     for key in client.scan_iter(f"{namespace}*"):
         client.delete(key)
     client.close()
+
+
+def email_fleet(db_url: str, namespace: str, smtp_port: int, stats_port: int, *, connections: int, processes: int,
+                threads: int) -> tuple[dict[str, str], list[str], list[str]]:
+    """The environment of an email fleet on Redis, the SMTP sink's command and the worker's command."""
+    env = {
+        "DATABASE_URL": db_url, "BROKER_URL": REDIS_URL, "HERALD_BROKER_NAMESPACE": namespace,
+        "HERALD_LOG_LEVEL": "WARNING",
+        "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "HERALD_SMTP_CONNECTIONS": str(connections),
+        "HERALD_EMAIL_FROM": "no-reply@herald.example", "HERALD_BASE_URL": "https://herald.example",
+    }  # fmt: skip
+    peer = [sys.executable, "-m", "bench._peers", "smtp", "--port", str(smtp_port), "--stats-port", str(stats_port)]
+    worker = [sys.executable, "-m", "herald.cli", "worker", "--processes", str(processes), "--threads", str(threads)]
+    return env, peer, worker

@@ -17,15 +17,13 @@ import asyncio
 import email.policy
 import itertools
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._deliveries import Comparison, fleet_run, forget_namespace
+from bench._deliveries import Comparison, email_fleet, fleet_run, forget_namespace
 from bench._support import (
-    REDIS_URL,
     email_address,
     free_port,
     process,
@@ -97,15 +95,8 @@ def main() -> None:
     with scratch_database() as db_url:
         engine = make_engine(db_url)
         seed_org_unit(engine, OU, n, tag="mail", contact="email")
-        env = {
-            "DATABASE_URL": db_url, "BROKER_URL": REDIS_URL, "HERALD_BROKER_NAMESPACE": namespace,
-            "HERALD_LOG_LEVEL": "WARNING",
-            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "HERALD_SMTP_CONNECTIONS": str(args.connections),
-            "HERALD_EMAIL_FROM": "no-reply@herald.example", "HERALD_BASE_URL": "https://herald.example",
-        }
-        peer = [sys.executable, "-m", "bench._peers", "smtp", "--port", str(smtp_port), "--stats-port", str(stats_port)]
-        worker = [sys.executable, "-m", "herald.cli", "worker", "--processes", str(args.processes),
-                  "--threads", str(args.threads)]
+        env, peer, worker = email_fleet(db_url, namespace, smtp_port, stats_port, connections=args.connections,
+                                        processes=args.processes, threads=args.threads)
         logs = Path(tempfile.mkdtemp(prefix="herald-bench-email-"))
         print(f"logs: {logs}")
         with process(peer, {}, smtp_port, log=logs / "sink.log"), \

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,9 +28,8 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, text
 
-from bench._deliveries import forget_namespace
+from bench._deliveries import email_fleet, forget_namespace
 from bench._support import (
-    REDIS_URL,
     emit,
     free_port,
     print_table,
@@ -163,15 +161,8 @@ def main() -> None:
     with scratch_database() as db_url:
         engine = make_engine(db_url)
         seed_org_unit(engine, OU, USERS, tag="mail", contact="email")
-        env = {
-            "DATABASE_URL": db_url, "BROKER_URL": REDIS_URL, "HERALD_BROKER_NAMESPACE": namespace,
-            "HERALD_LOG_LEVEL": "WARNING",
-            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "HERALD_SMTP_CONNECTIONS": str(args.connections),
-            "HERALD_EMAIL_FROM": "no-reply@herald.example", "HERALD_BASE_URL": "https://herald.example",
-        }
-        peer = [sys.executable, "-m", "bench._peers", "smtp", "--port", str(smtp_port), "--stats-port", str(stats_port)]
-        worker = [sys.executable, "-m", "herald.cli", "worker", "--processes", str(args.processes),
-                  "--threads", str(args.threads)]
+        env, peer, worker = email_fleet(db_url, namespace, smtp_port, stats_port, connections=args.connections,
+                                        processes=args.processes, threads=args.threads)
         logs = Path(tempfile.mkdtemp(prefix="herald-bench-latency-"))
         print(f"logs: {logs}")
         with process(peer, {}, smtp_port, log=logs / "sink.log"), \
