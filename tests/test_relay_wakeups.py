@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from dramatiq.message import Message
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, select, update
 
 from messaging import deliveries, outbox
 from messaging.db import make_sessionmaker
@@ -22,10 +22,11 @@ WAIT_S = 10.0  # only ever reached when the behaviour is broken
 
 def _stage_event(engine: Engine) -> int:
     with make_sessionmaker(engine)() as session:
-        event = outbox.stage(session, outbox.CONVERSATION_CREATED, {"conversation_id": 0, "users": [], "groups": [],
-                                                                    "org_units": []})
+        outbox.stage(session, outbox.CONVERSATION_CREATED, {"conversation_id": 0, "users": [], "groups": [],
+                                                            "org_units": []})
         session.commit()
-        return event.id
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.max(OutboxEvent.id))))
 
 
 def _mark_done(engine: Engine, event_id: int) -> None:

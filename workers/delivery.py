@@ -71,7 +71,11 @@ class DeliveryRelay(Relay):
         scheduled retry NOTIFYs, and the wait is worked out again then.
         """
         until_sweep = max(0.0, self._next_sweep - time.monotonic())
-        due_in = deliveries_relay.next_due_in_s(self.engine)
+        try:
+            due_in = deliveries_relay.next_due_in_s(self.engine)
+        except Exception:
+            # The database is unreachable: the next pass reports the outage (once); poll until then.
+            return self.poll_s
         wait = until_sweep if due_in is None else min(until_sweep, due_in)
         return max(self.poll_s, wait)
 

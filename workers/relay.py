@@ -143,7 +143,12 @@ class Relay:
                 if listener is None:
                     self._wake.wait(self.poll_s)
                 else:
-                    self._wait_notified(listener, started)
+                    try:
+                        self._wait_notified(listener, started)
+                    except Exception as exc:  # never let a failed wait end the relay thread
+                        self.database_outage.failed(exc, self.thread_name)
+                        self._drop_listener()
+                        self._stop.wait(self.poll_s)
                 self._wake.clear()
         finally:
             self._drop_listener()
