@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, exists, insert, select, update
+from sqlalchemy import Table, bindparam, exists, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from messaging import outbox, participants
+from messaging import context, outbox, participants
 from messaging.directory import Principal, is_ticket_manager, user_by_uid
 from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
 from messaging.ids import new_uid
@@ -198,6 +199,34 @@ _MESSAGES = cast(Table, Message.__table__)
 # Core statements, compiled once and cached: the unit of work cost ~35% of a POST's CPU (issue 12).
 _INSERT_CONVERSATION = insert(_CONVERSATIONS).returning(_CONVERSATIONS.c.id)
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+# PostgreSQL: the same four writes as one statement (one round trip and one execute's Python
+# instead of four; each execute cost ~0.25 ms of the API's CPU). Every row gets exactly the
+# values the separate INSERTs give it; the outbox payload gets the two new ids in SQL.
+_START_CONVERSATION_PG = text(
+    """
+    WITH c AS (
+        INSERT INTO conversations (uid, subject, message_type, status, priority, last_sender_id, created_by_id,
+                                   last_message, message_count, created, last_updated)
+        VALUES (:uid, :subject, :message_type, :status, :priority, :sender_id, :sender_id, :now, 1, :now, :now)
+        RETURNING id
+    ), m AS (
+        INSERT INTO messages (uid, conversation_id, sender_id, text, meta_data, internal, created, last_updated)
+        SELECT :message_uid, c.id, :sender_id, :text, :meta_data, false, :now, :now FROM c
+        RETURNING id
+    ), inbox AS (
+        INSERT INTO user_messages (conversation_id, user_id, read, follow_up, last_message, message_type)
+        SELECT c.id, r.user_id, r.read, false, :now, :message_type
+        FROM c, unnest(CAST(:user_ids AS bigint[]), CAST(:reads AS boolean[])) AS r (user_id, read)
+    ), event AS (
+        INSERT INTO outbox (kind, payload, request_id, created_at, available_at, attempts)
+        SELECT :kind, CAST(CAST(:payload AS jsonb) || jsonb_build_object('conversation_id', c.id, 'message_id', m.id)
+                           AS json),
+               :request_id, :now, :now, 0
+        FROM c, m
+    )
+    SELECT c.id AS conversation_id, m.id AS message_id FROM c, m
+    """
+)
 
 
 def send_private_message(
@@ -246,6 +275,30 @@ def start_conversation(
     now = utcnow()
     sender_id = sender.id if sender else None
     uid = new_uid()
+    # The sender always takes part, read (DHIS2 MessageServiceTest.testSendMessage); the users
+    # named directly take part at once, unread (DECISIONS #20). Groups and org units: the fan-out.
+    event = {
+        "conversation_id": None,
+        "message_id": None,
+        "sender_id": sender_id,
+        **resolved.payload(),  # the users stay: email and SMS go to them through the workers
+        INBOX_DONE: True,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        inbox = participants.new_inbox_rows(sender_id, resolved.user_ids)
+        row = session.execute(
+            _START_CONVERSATION_PG,
+            {
+                "uid": uid, "subject": subject, "message_type": message_type.value, "status": status.value,
+                "priority": priority, "sender_id": sender_id, "now": now, "message_uid": new_uid(), "text": text,
+                "meta_data": meta_data, "user_ids": list(inbox), "reads": list(inbox.values()),
+                "kind": outbox.CONVERSATION_CREATED, "payload": json.dumps(event),
+                "request_id": context.request_id(),
+            },
+        ).one()
+        if sender is not None and attachments:
+            link_attachments(session, sender, row.message_id, attachments)
+        return Started(id=row.conversation_id, uid=uid)
     conversation_id = session.execute(
         _INSERT_CONVERSATION,
         {
@@ -263,8 +316,6 @@ def start_conversation(
     ).scalar_one()
     if sender is not None and attachments:
         link_attachments(session, sender, message_id, attachments)
-    # The sender always takes part, read (DHIS2 MessageServiceTest.testSendMessage); the users
-    # named directly take part at once, unread (DECISIONS #20). Groups and org units: the fan-out.
     participants.join_new(
         session,
         conversation_id,
@@ -273,17 +324,7 @@ def start_conversation(
         last_message=now,
         message_type=message_type.value,
     )
-    outbox.stage(
-        session,
-        outbox.CONVERSATION_CREATED,
-        {
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "sender_id": sender_id,
-            **resolved.payload(),  # the users stay: email and SMS go to them through the workers
-            INBOX_DONE: True,
-        },
-    )
+    outbox.stage(session, outbox.CONVERSATION_CREATED, {**event, "conversation_id": conversation_id, "message_id": message_id})
     return Started(id=conversation_id, uid=uid)
 
 
