@@ -15,12 +15,12 @@ from fastapi import APIRouter, File, UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
-from api.deps import Ctx, CtxDep, state_of
+from api.deps import Ctx, CtxDep, SessionClosingRoute, state_of
 from api.render import base_url, respond
 from messaging import apps
 from messaging.errors import BadRequest, Forbidden, NotFound
 
-router = APIRouter(tags=["apps"])
+router = APIRouter(tags=["apps"], route_class=SessionClosingRoute)
 APP_MANAGEMENT = "M_dhis-web-app-management"
 REWRITTEN_PAGES = frozenset({"index.html", "plugin.html"})  # the pages DHIS2 rewrites too
 PREFERRED_HOME = "messaging"

@@ -17,14 +17,14 @@ from starlette.responses import RedirectResponse, Response
 
 from api import sessions
 from api.bodies import LoginBody
-from api.deps import CtxDep, SessionDep, state_of
+from api.deps import CtxDep, SessionClosingRoute, SessionDep, state_of
 from api.render import respond, respond_message
 from api.routers.apps import home_path, root_path
 from api.routers.system import DHIS2_VERSION
 from messaging import directory, login_throttle
 from messaging.errors import BadRequest, Forbidden
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=SessionClosingRoute)
 BAD_CREDENTIALS = "Bad credentials"  # one text for unknown users, wrong passwords and disabled users
 
 

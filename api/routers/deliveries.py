@@ -12,7 +12,7 @@ from starlette.responses import Response
 from api import fields
 from api.bodies import RequeueBody
 from api.delivery_query import SEARCH_KEYS, delivery_id, from_request, known_parameters, order_from
-from api.deps import Ctx, CtxDep, state_of
+from api.deps import Ctx, CtxDep, SessionClosingRoute, state_of
 from api.params import pager, paging
 from api.render import base_url, respond, respond_message
 from channels.sms_status import valid_signature
@@ -21,7 +21,7 @@ from messaging.deliveries import AttemptView, DeliveryView
 from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
 from messaging.models import Delivery, DeliveryStatus
 
-router = APIRouter(prefix="/api", tags=["deliveries"])
+router = APIRouter(prefix="/api", tags=["deliveries"], route_class=SessionClosingRoute)
 STATUSES = frozenset(s.value for s in DeliveryStatus)
 WAITING = frozenset({DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value})
 

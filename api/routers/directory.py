@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import fields
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.params import multi, pager, paging
 from api.render import base_url, respond
 from messaging import directory, inbox
@@ -28,7 +28,7 @@ from messaging.models import (
     UserRoleMember,
 )
 
-router = APIRouter(prefix="/api", tags=["directory"])
+router = APIRouter(prefix="/api", tags=["directory"], route_class=SessionClosingRoute)
 LOOKUP_LIMIT = 25
 
 

@@ -14,13 +14,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, UploadFile
 from starlette.responses import Response
 
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.render import base_url, respond, respond_message
 from messaging import attachments
 from messaging.errors import BadRequest
 from messaging.models import FileResource, User
 
-router = APIRouter(tags=["fileResources"])
+router = APIRouter(tags=["fileResources"], route_class=SessionClosingRoute)
 # A file opened from its download link must not run as a page of Herald's origin.
 DOWNLOAD_HEADERS = {"Content-Security-Policy": "sandbox; default-src 'none'", "X-Content-Type-Options": "nosniff"}
 _TOKEN = re.compile(r"[A-Za-z0-9!#$&+.^_`|~-]+")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from api import fields
 from api.bodies import DraftBody, RecipientsBody, TextBody, UidsBody
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.params import multi, pager, paging, uid_list
 from api.presenters import Related, conversation_dict
 from api.render import base_url, respond, respond_message
@@ -20,7 +20,7 @@ from messaging.directory import is_ticket_manager
 from messaging.errors import BadRequest, Conflict, Forbidden, NotFound
 from messaging.ids import is_uid
 
-router = APIRouter(prefix="/api/messageConversations", tags=["messageConversations"])
+router = APIRouter(prefix="/api/messageConversations", tags=["messageConversations"], route_class=SessionClosingRoute)
 
 LIST_DEFAULT_FIELDS = "id,name,displayName,href"
 ONE_DEFAULT_FIELDS = "*"

@@ -6,12 +6,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from api.bodies import MetadataBody
-from api.deps import CtxDep
+from api.deps import CtxDep, SessionClosingRoute
 from api.render import respond_message
 from messaging.errors import Conflict, Forbidden
 from messaging.metadata import MetadataError, import_metadata
 
-router = APIRouter(prefix="/api", tags=["metadata"])
+router = APIRouter(prefix="/api", tags=["metadata"], route_class=SessionClosingRoute)
 IMPORT_AUTHORITY = "F_METADATA_IMPORT"
 
 

@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.deps import state_of
+from api.deps import SessionClosingRoute, state_of
 from api.metrics import exposition
 from messaging import health
 
-router = APIRouter(tags=["observability"])
+router = APIRouter(tags=["observability"], route_class=SessionClosingRoute)
 
 
 @router.get("/metrics", include_in_schema=False)

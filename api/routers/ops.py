@@ -23,7 +23,7 @@ from api.delivery_query import (
     known_parameters,
     search_query,
 )
-from api.deps import Ctx, CtxDep, SessionDep, state_of
+from api.deps import Ctx, CtxDep, SessionClosingRoute, SessionDep, state_of
 from api.params import small_int
 from api.render import respond, respond_message
 from api.routers.deliveries import present, present_attempt
@@ -32,7 +32,7 @@ from messaging import deliveries
 from messaging.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from messaging.ops import broker, overview
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"], route_class=SessionClosingRoute)
 MAX_OPS_PAGE = 500
 STATIC = {"ops.js": "text/javascript; charset=utf-8", "ops.css": "text/css; charset=utf-8"}
 QUEUES = ("outbox", "deliveries")  # the Dramatiq queues (workers/broker.py names them namespace.queue)

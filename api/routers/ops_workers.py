@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from api.deps import CtxDep
+from api.deps import CtxDep, SessionClosingRoute
 from api.render import respond
 from messaging import heartbeats
 from messaging.errors import Forbidden
 
-router = APIRouter(prefix="/api/ops", tags=["operations"])
+router = APIRouter(prefix="/api/ops", tags=["operations"], route_class=SessionClosingRoute)
 
 
 @router.get("/workers")

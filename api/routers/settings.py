@@ -9,7 +9,7 @@ from sqlalchemy import select
 from starlette.responses import PlainTextResponse, Response
 
 from api.bodies import FeedbackGroupBody, SettingValueBody
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.params import small_int
 from api.render import respond, respond_message
 from api.wire import FeedbackGroup
@@ -18,7 +18,7 @@ from messaging.errors import BadRequest, Forbidden, NotFound
 from messaging.ids import is_uid
 from messaging.models import UserGroup
 
-router = APIRouter(prefix="/api", tags=["settings"])
+router = APIRouter(prefix="/api", tags=["settings"], route_class=SessionClosingRoute)
 MAX_VALUE_CHARS = 10_000
 BOOLEAN_KEYS = frozenset({"keyMessageEmailNotification", "keyMessageSmsNotification"})
 INTEGER_KEYS = frozenset({"keySmsMaxLength"})

@@ -8,13 +8,13 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.render import base_url, respond
 from api.routers.apps import home_path, root_path
 from messaging import apps
 from messaging.errors import NotFound
 
-router = APIRouter(tags=["shell"])
+router = APIRouter(tags=["shell"], route_class=SessionClosingRoute)
 DESCRIPTION_CHARS = 80  # DHIS2 cuts module descriptions here
 CUSTOM_LOGOS = frozenset({"logo_banner", "logo_front"})
 NO_APP_PAGE = """<!doctype html>

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import PlainTextResponse, Response
 
-from api.deps import CtxDep
+from api.deps import CtxDep, SessionClosingRoute
 from api.render import base_url, respond
 from messaging.models import utcnow
 
-router = APIRouter(prefix="/api", tags=["system"])
+router = APIRouter(prefix="/api", tags=["system"], route_class=SessionClosingRoute)
 DHIS2_VERSION = "2.42.0"  # the app platform derives /api/{minor}/ from this
 HERALD_REVISION = "herald-0.1.0"
 

@@ -14,11 +14,11 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from api.bodies import TextBody
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.render import base_url, respond, respond_message
 from messaging import tickets
 
-router = APIRouter(prefix="/api/messageConversations", tags=["messageConversations"])
+router = APIRouter(prefix="/api/messageConversations", tags=["messageConversations"], route_class=SessionClosingRoute)
 
 
 def _answer(ctx: Ctx, change: Callable[[], dict[str, Any]]) -> Response:

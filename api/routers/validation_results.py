@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from api import fields
 from api.bodies import ResultsBody
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.params import paging, small_int
 from api.render import base_url, respond, respond_message
 from api.routers.validation_rules import listing, spec, where_and_orders
@@ -21,7 +21,7 @@ from messaging.errors import Forbidden, NotFound
 from messaging.validation import ingestion, reading
 from messaging.validation.models import ValidationResult
 
-router = APIRouter(prefix="/api", tags=["validation"])
+router = APIRouter(prefix="/api", tags=["validation"], route_class=SessionClosingRoute)
 RUN_VALIDATION = "F_RUN_VALIDATION"
 PERFORM_MAINTENANCE = "F_PERFORM_MAINTENANCE"
 RESULT_FIELDS = "*"  # DHIS2's ValidationResultController answers every field by default

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import fields
-from api.deps import Ctx, CtxDep
+from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.params import Paging, multi, pager, paging
 from api.render import base_url, respond
 from messaging import query as q
@@ -19,7 +19,7 @@ from messaging.errors import BadRequest, NotFound
 from messaging.validation import reading
 from messaging.validation.models import ValidationNotificationTemplate, ValidationRule
 
-router = APIRouter(prefix="/api", tags=["validation"])
+router = APIRouter(prefix="/api", tags=["validation"], route_class=SessionClosingRoute)
 LIST_FIELDS = "id,name,displayName,href"  # DECISIONS #22
 
 
