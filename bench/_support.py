@@ -236,6 +236,24 @@ def peak_rss_mb(pid: int, *, tree: bool = False) -> float:
     return max(peaks, default=0.0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by every PostgreSQL process on this machine (the server runs here)."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                total += cpu_seconds(int(comm.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # a backend that ended meanwhile
+    return total
+
+
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (from /proc's parent links)."""
     parents: dict[int, list[int]] = {}

@@ -17,14 +17,17 @@ import base64
 import json
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 
 from bench._support import (
     REDIS_URL,
+    cpu_seconds,
     emit,
     free_port,
     median,
+    postgres_cpu_seconds,
     print_table,
     process,
     psycopg_connection,
@@ -82,17 +85,26 @@ LIST_LABELS = {"plain": "pageSize=50", "app": "app list query"}
 LIST_CASES = (("plain", 1), ("plain", 8), ("app", 1), ("app", 8))
 
 
-def list_figures(port: int, *, seconds: int, rounds: int) -> dict[tuple[str, int], dict[str, float]]:
-    """Requests/s and p99 of each list case, the median of `rounds` runs (the machine is shared)."""
+def measured(pid: int, url: str, *, duration_s: int, **options: Any) -> dict[str, float]:
+    """wrk's figures for `url` plus the server's and PostgreSQL's CPU milliseconds per request."""
+    server, database = cpu_seconds(pid), postgres_cpu_seconds()
+    figures = wrk(url, duration_s=duration_s, **options)
+    requests = max(figures["rps"] * duration_s, 1.0)
+    return {**figures, "cpu_ms": (cpu_seconds(pid) - server) / requests * 1000,
+            "pg_cpu_ms": (postgres_cpu_seconds() - database) / requests * 1000}
+
+
+def list_figures(port: int, *, seconds: int, rounds: int, pid: int) -> dict[tuple[str, int], dict[str, float]]:
+    """Requests/s, p99 and CPU per request of each list case, the median of `rounds` runs (the machine is shared)."""
     headers = auth("reader")
     url = f"http://127.0.0.1:{port}/api/messageConversations?"
     wrk(url + LIST_QUERIES["app"], headers=headers, connections=1, threads=1, duration_s=2)  # warm up
     runs: dict[tuple[str, int], list[dict[str, float]]] = {case: [] for case in LIST_CASES}
     for _ in range(rounds):
         for name, clients in LIST_CASES:
-            runs[name, clients].append(wrk(url + LIST_QUERIES[name], headers=headers, connections=clients,
-                                           threads=min(clients, 2), duration_s=seconds))
-    return {case: {key: median([r[key] for r in results]) for key in ("rps", "p99_ms", "errors")}
+            runs[name, clients].append(measured(pid, url + LIST_QUERIES[name], headers=headers, connections=clients,
+                                                threads=min(clients, 2), duration_s=seconds))
+    return {case: {key: median([r[key] for r in results]) for key in ("rps", "p99_ms", "errors", "cpu_ms", "pg_cpu_ms")}
             for case, results in runs.items()}
 
 
@@ -114,37 +126,49 @@ def main() -> None:
                "HERALD_BROKER_NAMESPACE": f"bench-{secrets.token_hex(3)}", "HERALD_LOG_LEVEL": "WARNING"}
         post_headers = {"Content-Type": "application/json", **auth("admin")}
         runs: dict[str, list[dict[str, float]]] = {"bare": [], "herald": []}
-        with process(uvicorn_command("herald.asgi:create_app_from_env", herald_port, factory=True), env, herald_port), \
-                process(uvicorn_command("bench.bare:app", bare_port), {}, bare_port):
+        with process(uvicorn_command("herald.asgi:create_app_from_env", herald_port, factory=True), env,
+                     herald_port) as herald, \
+                process(uvicorn_command("bench.bare:app", bare_port), {}, bare_port) as bare:
             # Warm both up (auth cache, connection pools).
             wrk(f"http://127.0.0.1:{herald_port}/api/messageConversations", method="POST", body=BODY,
                 headers=post_headers, duration_s=2)
             for _ in range(args.rounds):
-                runs["bare"].append(wrk(f"http://127.0.0.1:{bare_port}/api/messageConversations", method="POST",
-                                        body=BODY, headers={"Content-Type": "application/json"},
-                                        duration_s=args.seconds))
-                runs["herald"].append(wrk(f"http://127.0.0.1:{herald_port}/api/messageConversations", method="POST",
-                                          body=BODY, headers=post_headers, duration_s=args.seconds))
-            lists = list_figures(herald_port, seconds=args.seconds, rounds=args.rounds)
+                runs["bare"].append(measured(bare.pid, f"http://127.0.0.1:{bare_port}/api/messageConversations",
+                                             method="POST", body=BODY, headers={"Content-Type": "application/json"},
+                                             duration_s=args.seconds))
+                runs["herald"].append(measured(herald.pid, f"http://127.0.0.1:{herald_port}/api/messageConversations",
+                                               method="POST", body=BODY, headers=post_headers, duration_s=args.seconds))
+            lists = list_figures(herald_port, seconds=args.seconds, rounds=args.rounds, pid=herald.pid)
 
     bare_rps = median([r["rps"] for r in runs["bare"]])
     herald_rps = median([r["rps"] for r in runs["herald"]])
     errors = sum(r["errors"] for r in runs["herald"])
+    def cpu(results: list[dict[str, float]], key: str = "cpu_ms") -> float:
+        return median([r[key] for r in results])
+
     rows = [
-        ("POST, bare FastAPI (baseline)", f"{bare_rps:,.0f}", f"{median([r['p99_ms'] for r in runs['bare']]):.1f}", "-"),
+        ("POST, bare FastAPI (baseline)", f"{bare_rps:,.0f}", f"{median([r['p99_ms'] for r in runs['bare']]):.1f}",
+         f"{cpu(runs['bare']):.2f}", "-", "-"),
         ("POST, Herald (3 recipients)", f"{herald_rps:,.0f}", f"{median([r['p99_ms'] for r in runs['herald']]):.1f}",
-         f"{herald_rps / bare_rps:.2f}"),
+         f"{cpu(runs['herald']):.2f}", f"{cpu(runs['herald'], 'pg_cpu_ms'):.2f}", f"{herald_rps / bare_rps:.2f}"),
         *((f"GET {LIST_LABELS[name]}, 100k convs, {clients} client{'s' if clients > 1 else ''}",
-           f"{lists[name, clients]['rps']:,.0f}", f"{lists[name, clients]['p99_ms']:.1f}", "-")
+           f"{lists[name, clients]['rps']:,.0f}", f"{lists[name, clients]['p99_ms']:.1f}",
+           f"{lists[name, clients]['cpu_ms']:.2f}", f"{lists[name, clients]['pg_cpu_ms']:.2f}", "-")
           for name, clients in LIST_CASES),
     ]
     print_table(f"bench/api.py  (median of {args.rounds} x {args.seconds}s, 32 connections for POST; "
-                f"non-2xx from Herald: {errors:.0f})", rows, ("case", "req/s", "p99 ms", "ratio to bare"))
+                f"non-2xx from Herald: {errors:.0f}; CPU ms per request, PostgreSQL: every backend on the machine)",
+                rows, ("case", "req/s", "p99 ms", "server CPU ms", "PostgreSQL CPU ms", "ratio to bare"))
     emit({
         "post_rps": round(herald_rps, 1),
         "bare_rps": round(bare_rps, 1),
         "post_ratio_to_bare": round(herald_rps / bare_rps, 3),
         "post_p99_ms": round(median([r["p99_ms"] for r in runs["herald"]]), 2),
+        "post_api_cpu_ms": round(cpu(runs["herald"]), 3),
+        "post_pg_cpu_ms": round(cpu(runs["herald"], "pg_cpu_ms"), 3),
+        "bare_cpu_ms": round(cpu(runs["bare"]), 3),
+        "list_app_query_api_cpu_ms": round(lists["app", 1]["cpu_ms"], 3),
+        "list_app_query_pg_cpu_ms": round(lists["app", 1]["pg_cpu_ms"], 3),
         "list_100k_p99_ms": round(lists["plain", 1]["p99_ms"], 2),
         "list_100k_8_clients_p99_ms": round(lists["plain", 8]["p99_ms"], 2),
         "list_100k_app_query_p99_ms": round(lists["app", 1]["p99_ms"], 2),
