@@ -46,12 +46,13 @@ class TrustedHostMiddleware:
 
     def __init__(self, app: ASGIApp, settings: AppSettings) -> None:
         self.app, self.settings = app, settings
+        self.allowed = allowed_hosts(settings)  # parsed once, not on every request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the Host of HTTP requests when HERALD_BASE_URL is unset."""
         if scope["type"] == "http" and not self.settings.base_url and not str(scope["path"]).startswith(EXEMPT_PREFIXES):
             authority = Headers(scope=scope).get("host", "")
-            if not is_trusted_host(self.settings, authority):
+            if ANY_HOST not in self.allowed and host_name(authority) not in self.allowed:
                 payload = dumps(
                     web_message(
                         400,
