@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from messaging.models import Conversation, FileResource, User, UserMessage
+from messaging.models import Conversation, FileResource, Message, OutboxEvent, User, UserMessage
 from tests.conftest import LiveServer, settle, wait_until
 from tests.support.demo import ADMIN, ALICE, FATMATA, IBRAHIM, MOBILE, MOHAMED
 
@@ -297,9 +297,25 @@ def test_an_unknown_org_unit_is_a_409(server: LiveServer) -> None:
     assert_web_message(response, 409, "Organisation Unit does not exist: noSuchUnit1", httpStatus="Conflict")
 
 
+def _row_counts(server: LiveServer) -> tuple[int, ...]:
+    with server.session() as session:
+        return tuple(session.scalar(select(func.count()).select_from(model)) or 0
+                     for model in (Conversation, Message, UserMessage, OutboxEvent))
+
+
 def test_an_unknown_user_is_a_409(server: LiveServer) -> None:
+    before = _row_counts(server)
     response = server.client().post(API, json={"subject": "s", "text": "t", "users": [{"id": ALICE}, {"id": "noSuchUser1"}]})
     assert_web_message(response, 409, "User does not exist: noSuchUser1")
+    assert _row_counts(server) == before  # nothing written: no conversation, message, inbox row or event
+
+
+def test_a_user_named_twice_and_the_sender_named_take_part_once(server: LiveServer) -> None:
+    response = server.client().post(
+        API, json={"subject": "s", "text": "t", "users": [{"id": ALICE}, {"id": ALICE}, {"id": ADMIN}]}
+    )
+    assert response.status_code == 201
+    assert participants(server, uid_of(response)) == {ADMIN: True, ALICE: False}
 
 
 def test_an_unknown_user_group_is_a_404_with_error_code_e1005(server: LiveServer) -> None:
