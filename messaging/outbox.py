@@ -16,7 +16,8 @@ CONVERSATION_CREATED = "conversation.created"
 MESSAGE_REPLIED = "message.replied"
 RECIPIENTS_ADDED = "conversation.recipients_added"
 VALIDATION_RESULTS = "validation.results"  # notify validation results (messaging.validation.notification)
-KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED, VALIDATION_RESULTS})
+FANOUT_RANGE = "fanout.range"  # one range of user ids of a fan-out split across workers (messaging.fanout)
+KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED, VALIDATION_RESULTS, FANOUT_RANGE})
 
 
 _OUTBOX = cast(Table, OutboxEvent.__table__)
