@@ -381,15 +381,13 @@ class Audience:
 
     def count(self, conn: Connection) -> int:
         """How many users the event names, de-duplicated (once, at its first chunk)."""
-        sources = [(UserGroupMember.user_id, UserGroupMember.group_id, g) for g in self.groups] + [
-            (UserOrgUnit.user_id, UserOrgUnit.org_unit_id, o) for o in self.org_units
-        ]
-        if len(sources) != 1:
+        single = self._single_source()
+        if single is None:
             everyone = self.select()
             return int(conn.scalar(select(func.count()).select_from(everyone.subquery())) or 0) if everyone is not None else 0
         # One group or org unit: an index-only count of its members, plus the named users outside it;
         # a union of the two would sort the whole audience to de-duplicate a handful of ids.
-        member, key, value = sources[0]
+        member, key, value = single
         members = int(conn.scalar(select(func.count()).where(key == value)) or 0)
         users = list(dict.fromkeys(self.users))
         if not users:
@@ -398,6 +396,13 @@ class Audience:
         named = int(conn.scalar(select(func.count()).where(User.id.in_(users))) or 0)
         return members + named - int(conn.scalar(inside) or 0)
 
+    def _single_source(self) -> tuple[Any, Any, int] | None:
+        """(member column, key column, id) when the event names exactly one group or org unit."""
+        sources = [(UserGroupMember.user_id, UserGroupMember.group_id, g) for g in self.groups] + [
+            (UserOrgUnit.user_id, UserOrgUnit.org_unit_id, o) for o in self.org_units
+        ]
+        return sources[0] if len(sources) == 1 else None
+
     def bounds(self, conn: Connection, ranges: int, total: int) -> list[int]:
         """The upper ends of ``ranges`` ranges of user ids of about equal audience (all but the last, which is open).
 
@@ -405,11 +410,8 @@ class Audience:
         order; named users shift a range by a few), else from the de-duplicated audience (a sort).
         """
         size = -(-total // ranges)
-        sources = [(UserGroupMember.user_id, UserGroupMember.group_id, g) for g in self.groups] + [
-            (UserOrgUnit.user_id, UserOrgUnit.org_unit_id, o) for o in self.org_units
-        ]
-        if len(sources) == 1:
-            member, key, value = sources[0]
+        if (single := self._single_source()) is not None:
+            member, key, value = single
             everyone: Select[Any] | None = select(member.label("user_id")).where(key == value)
         else:
             everyone = self.select()
@@ -424,6 +426,13 @@ class Audience:
         """The ``chunk``-th user id above ``after``: the next chunk's upper end; None when fewer remain."""
         span = Span(after=after)
         sources: list[Select[Any]] = []
+        if (single := self._single_source()) is not None:
+            # One group or org unit: its members alone set the bound (the named users shift a chunk
+            # by a few), one index-only scan with no union to de-duplicate and sort (~5 ms a chunk).
+            member, key, value = single
+            query = select(member).where(key == value, *span.clause(member)).order_by(member).offset(chunk - 1).limit(1)
+            bound = conn.scalar(query)
+            return int(bound) if bound is not None else None
         if len(self.groups) + len(self.org_units) <= MAX_BOUND_SOURCES:
             # One short index range scan per group and org unit (their primary keys lead with it),
             # instead of sorting the whole remaining union once per chunk.
