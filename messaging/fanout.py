@@ -353,8 +353,10 @@ def _fan_out_chunk(
     expanded_before = event.progress_expanded or 0
     after = event.progress_cursor if event.progress_cursor is not None else within.after
     # What is left fits one chunk: no upper end to look up (the last chunk takes whatever is above
-    # the cursor, members who joined meanwhile included).
-    last = event.progress_audience is not None and total - expanded_before <= chunk
+    # the cursor, members who joined meanwhile included). The named users may have been counted
+    # in no chunk yet (one group's or org unit's bounds leave them out): a chunk of theirs to
+    # themselves would cost a transaction.
+    last = event.progress_audience is not None and total - expanded_before <= chunk + len(audience.users)
     upto = None if last or total <= chunk else audience.upper_bound(conn, after, chunk)
     if upto is None or (within.upto is not None and upto >= within.upto):
         upto = within.upto
