@@ -34,8 +34,17 @@ def test_the_hand_over_sends_from_its_own_thread_survives_a_failed_dispatch_and_
     assert [created for created, _ in sent[1:]] == [[(2, "email"), (3, "sms")], [(4, "email")]]
     assert {thread for _, thread in sent[1:]} == {HandOver.thread_name}
 
+    # While the broker is slow, at most two chunks wait: the next one waits for room (memory stays flat).
     release.clear()
-    hand_over([(5, "email")])
+    for i in (5, 6, 7):  # one being dispatched, two waiting
+        hand_over([(i, "email")])
+    wait_until(lambda: hand_over._queue.full(), timeout_s=5, what="two chunks to wait")
+    blocked = threading.Thread(target=hand_over, args=([(8, "email")],))
+    blocked.start()
+    blocked.join(0.2)
+    assert blocked.is_alive(), "a chunk should wait for room"
     release.set()
+    blocked.join(5)
+    assert not blocked.is_alive()
     hand_over.stop()  # what was queued goes before the thread ends
-    assert sent[-1][0] == [(5, "email")]
+    assert [created for created, _ in sent[3:]] == [[(i, "email")] for i in (5, 6, 7, 8)]

@@ -129,17 +129,21 @@ class HandOver:
     which held a chunk's successor back by seconds while sends competed for the CPU. The rows are
     marked enqueued when created: should the process die before they go, the relay's sweep
     re-enqueues them (HERALD_DELIVERY_STALE_S), as when a dispatch fails. Not started: inline.
+
+    At most ``depth`` chunks wait: a chunk finding the queue full waits for room, so the worker's
+    memory stays flat with the audience when the broker takes jobs slower than chunks make them
+    (unbounded, a million-user email + SMS fan-out peaked at 1.47x the worker's RSS at 100k).
     """
 
     thread_name = "herald-delivery-handover"
 
-    def __init__(self, dispatch: Callable[[list[tuple[int, str]]], object]) -> None:
+    def __init__(self, dispatch: Callable[[list[tuple[int, str]]], object], depth: int = 2) -> None:
         self._dispatch = dispatch
-        self._queue: queue.SimpleQueue[list[tuple[int, str]] | None] = queue.SimpleQueue()
+        self._queue: queue.Queue[list[tuple[int, str]] | None] = queue.Queue(maxsize=depth)
         self._thread: threading.Thread | None = None
 
     def __call__(self, created: list[tuple[int, str]]) -> None:
-        """Queue (id, channel) pairs for the broker (send them now when the thread is not running)."""
+        """Queue (id, channel) pairs for the broker, waiting for room (send them now when the thread is not running)."""
         if self._thread is None:
             self._dispatch(created)
         else:
@@ -154,7 +158,10 @@ class HandOver:
         """Send what is queued, then stop the thread."""
         thread, self._thread = self._thread, None
         if thread is not None:
-            self._queue.put(None)
+            try:
+                self._queue.put(None, timeout=timeout_s)
+            except queue.Full:  # the broker hangs: what is left stays enqueued for the sweep
+                return
             thread.join(timeout_s)
 
     def _loop(self) -> None:
