@@ -24,13 +24,15 @@ from sqlalchemy import Engine
 from messaging import deliveries, fanout
 from messaging.deliveries import relay as deliveries_relay
 from messaging.deliveries.relay import NOTIFY_CHANNEL
-from workers.broker import queue_name
+from workers.broker import WakingRedisBroker, queue_name
 from workers.outage import Outage
 from workers.relay import Relay
 from workers.sending import SLOT_WAIT_S, DeliveryHost, build_channels
 from workers.settings import FleetSettings
 
 log = logging.getLogger("herald.deliveries")
+
+JOBS_PER_SEND = 1000  # deliver jobs per broker pipeline: 50,000 ids at the default HERALD_DELIVERY_BATCH
 
 
 class DeliveryRelay(Relay):
@@ -48,7 +50,7 @@ class DeliveryRelay(Relay):
     def __init__(
         self,
         engine: Engine,
-        send_job: Callable[[str, list[int]], Any],
+        send_jobs: Callable[[list[tuple[str, list[int]]]], Any],
         channels: Sequence[str],
         settings: FleetSettings,
         broker_outage: Outage | None = None,
@@ -63,7 +65,7 @@ class DeliveryRelay(Relay):
             broker_outage=broker_outage,
             database_outage=database_outage,
         )
-        self.send_job, self.channels, self.job_size = send_job, tuple(channels), settings.delivery_batch
+        self.send_jobs, self.channels, self.job_size = send_jobs, tuple(channels), settings.delivery_batch
         self.sweep_s = max(settings.outbox_poll_s, min(5.0, settings.delivery_stale_s / 4, settings.delivery_lease_s / 4))
         self._next_sweep = 0.0
 
@@ -105,13 +107,17 @@ class DeliveryRelay(Relay):
         by_channel: dict[str, list[int]] = defaultdict(list)
         for delivery_id, channel in claimed:
             by_channel[channel].append(delivery_id)
+        jobs = [
+            (channel, ids[start : start + self.job_size])
+            for channel, ids in by_channel.items()
+            for start in range(0, len(ids), self.job_size)
+        ]
         sent: set[int] = set()
         try:
-            for channel, ids in by_channel.items():
-                for start in range(0, len(ids), self.job_size):
-                    chunk = ids[start : start + self.job_size]
-                    self.send_job(channel, chunk)
-                    sent.update(chunk)
+            for start in range(0, len(jobs), JOBS_PER_SEND):
+                batch = jobs[start : start + JOBS_PER_SEND]
+                self.send_jobs(batch)
+                sent.update(i for _, ids in batch for i in ids)
         except Exception as exc:
             self.broker_outage.failed(exc, self.thread_name, deliveries=len(claimed) - len(sent))
             deliveries.release(self.engine, [i for i, _ in claimed if i not in sent])
@@ -234,7 +240,15 @@ def install(
         # Room to wait for slots and claim; the sends run on the host's loop, outside the job.
         time_limit=int((SLOT_WAIT_S + settings.delivery_lease_s) * 1000),
     )(deliver)
-    relay = DeliveryRelay(engine, lambda channel, ids: actor.send(channel, ids), channels, settings, broker_outage, database_outage)
+    def send_jobs(jobs: list[tuple[str, list[int]]]) -> None:
+        """Enqueue deliver jobs: through one Redis pipeline when the broker has one, else one by one."""
+        if isinstance(broker, WakingRedisBroker):
+            broker.enqueue_many([actor.message(channel, ids) for channel, ids in jobs])
+        else:
+            for channel, ids in jobs:
+                actor.send(channel, ids)
+
+    relay = DeliveryRelay(engine, send_jobs, channels, settings, broker_outage, database_outage)
     hand_over = HandOver(relay.dispatch)
     broker.add_middleware(DeliveryMiddleware(host, relay, hand_over))
     return DeliveryWorkers(channels, deliveries.notifier(channels, hand_over), actor, host, relay)
