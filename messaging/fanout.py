@@ -70,7 +70,7 @@ CHUNK_RECIPIENTS = 25_000
 MAX_BOUND_SOURCES = 32
 # Payload keys: a split fan-out's number of ranges; a range event's place in its fan-out.
 RANGES = "ranges"
-RANGE = "range"
+RANGE = outbox.RANGE
 
 
 @dataclass(frozen=True, slots=True)

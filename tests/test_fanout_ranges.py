@@ -15,6 +15,7 @@ from messaging.db import make_sessionmaker
 from messaging.demo import ADMIN
 from messaging.directory import principal_for, user_by_uid
 from messaging.models import OutboxEvent, User, utcnow
+from messaging.ops import overview
 from messaging.participants import INBOX_DONE
 from tests.conftest import REDIS_URL, wait_until
 from tests.support.deliveries import BEN, MIA, SmtpSink, redis_fleet, worker_process
@@ -88,6 +89,9 @@ def test_a_split_fan_out_shows_progress_keeps_removals_survives_a_crashed_range_
         fanout.run_step(engine, first.id, crash, chunk=10)
     assert set(inbox_rows(engine, conversation)) == request_rows
     assert in_progress(engine) == [(10, audience)]
+    outbox.record_failure(engine, first.id, "RuntimeError: killed mid-chunk")  # what the actor does then
+    with make_sessionmaker(engine)() as session:
+        assert [f.last_error for f in overview.fanouts(session)] == ["RuntimeError: killed mid-chunk"]
 
     # Run again, each range to its end: the fan-out is done with its last range, not before.
     assert fanout.process_event(engine, second.id, notify, chunk=10) is True
