@@ -10,13 +10,14 @@ and the event's progress (cursor, expanded, audience) commit together, so the op
 "expanded X of Y" while it runs, memory stays flat with the audience, and a worker killed half-way
 resumes after the last committed chunk. The last chunk marks the event done.
 
-With ``parallel`` (PostgreSQL), a fan-out of more than one chunk is split instead: its first step
-counts the audience, cuts the user ids into ranges of ``chunk`` recipients and stages one outbox
-event (kind ``fanout.range``) per range in the same transaction, as validation runs stage their
-chunks. Worker threads carry the ranges out at once, each in one transaction that writes its inbox
-rows and deliveries, marks the range done and adds its share to the fan-out's progress; the share
-that completes the audience marks the fan-out done. A range killed half-way leaves nothing and
-the sweeper enqueues it again; a done range never runs twice (its row lock and done mark).
+With ``ranges`` > 1 (PostgreSQL, HERALD_FANOUT_RANGES), a fan-out of more than one chunk is split
+instead: its first step counts the audience, cuts the user ids into up to ``ranges`` ranges of
+about equal audience and stages one outbox event (kind ``fanout.range``) per range in the same
+transaction, as validation runs stage their chunks. Worker threads carry the ranges out at once,
+each chunk by chunk as above (its own cursor); each chunk also adds its share to the fan-out's
+progress, and the chunk that completes the audience marks the fan-out done. A range killed
+half-way loses its current chunk only and the sweeper enqueues it again; a done range never runs
+again (its row lock and done mark); a split fan-out run again does nothing.
 """
 
 from __future__ import annotations
@@ -436,7 +437,7 @@ class Audience:
         sources: list[Select[Any]] = []
         if (single := self._single_source()) is not None:
             # One group or org unit: its members alone set the bound (the named users shift a chunk
-            # by a few), one index-only scan with no union to de-duplicate and sort (~5 ms a chunk).
+            # by a few), one index-only scan with no union to de-duplicate and sort (~2 ms a chunk).
             member, key, value = single
             query = select(member).where(key == value, *span.clause(member)).order_by(member).offset(chunk - 1).limit(1)
             bound = conn.scalar(query)
@@ -487,7 +488,7 @@ def _expand(conn: Connection, payload: dict[str, Any], span: Span, *, first_run_
         return True
     sender = payload.get("sender_id")
     present = [*([sender] if sender is not None else []), *(payload["users"] if done else [])]
-    fast_path = first_run_fast_path and present and len(present) <= MAX_KNOWN_PRESENT
+    fast_path = first_run_fast_path and 0 < len(present) <= MAX_KNOWN_PRESENT
     # One round trip, after the lock (a statement's snapshot predates the lock it waits for): is
     # anybody removed (usually not: the list is then not read), and for the fast path, does the
     # span hold rows other than the request's? Within the span, only the rows the request wrote
