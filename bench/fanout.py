@@ -131,8 +131,8 @@ def fan_out_once(engine: Engine, url: str, users: int, channels: tuple[str, ...]
     with engine.connect() as conn:
         while True:
             done = conn.execute(text(
-                "SELECT o.done_at, o.enqueued_at, o.created_at FROM outbox o JOIN conversations c "
-                "ON c.id = (o.payload->>'conversation_id')::bigint WHERE c.uid = :uid"
+                "SELECT o.done_at, o.enqueued_at, o.created_at FROM outbox o JOIN conversations c ON o.kind = 'conversation.created' "
+                "AND c.id = (o.payload->>'conversation_id')::bigint WHERE c.uid = :uid"
             ), {"uid": conversation}).first()
             conn.commit()
             if done is not None and done.done_at is not None:

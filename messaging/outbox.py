@@ -16,7 +16,9 @@ CONVERSATION_CREATED = "conversation.created"
 MESSAGE_REPLIED = "message.replied"
 RECIPIENTS_ADDED = "conversation.recipients_added"
 VALIDATION_RESULTS = "validation.results"  # notify validation results (messaging.validation.notification)
-KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED, VALIDATION_RESULTS})
+FANOUT_RANGE = "fanout.range"  # one range of user ids of a fan-out split across workers (messaging.fanout)
+RANGE = "range"  # a range event's payload key: {"parent": the fan-out's id, "kind", "after", "upto"}
+KINDS = frozenset({CONVERSATION_CREATED, MESSAGE_REPLIED, RECIPIENTS_ADDED, VALIDATION_RESULTS, FANOUT_RANGE})
 
 
 _OUTBOX = cast(Table, OutboxEvent.__table__)
@@ -85,9 +87,14 @@ def release(engine: Engine, ids: list[int]) -> None:
 
 
 def record_failure(engine: Engine, event_id: int, error: str) -> None:
-    """Keep the last processing error of an event for operators."""
+    """Keep the last processing error of an event for operators (a range's on its fan-out too, which they see)."""
     with engine.begin() as conn:
-        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(last_error=error[:2000]))
+        payload = conn.scalar(
+            update(OutboxEvent).where(OutboxEvent.id == event_id).values(last_error=error[:2000]).returning(OutboxEvent.payload)
+        )
+        parent = (payload or {}).get(RANGE, {}).get("parent")
+        if parent is not None:
+            conn.execute(update(OutboxEvent).where(OutboxEvent.id == parent).values(last_error=error[:2000]))
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class OutboxSettings(SettingsBase):
     outbox_stale_s: float = Field(default=30.0, gt=0, validation_alias=env("HERALD_OUTBOX_STALE_S"))
     outbox_batch: int = Field(default=500, ge=1, le=10000, validation_alias=env("HERALD_OUTBOX_BATCH"))
     fanout_chunk: int = Field(default=25_000, ge=1, le=1_000_000, validation_alias=env("HERALD_FANOUT_CHUNK"))
+    fanout_ranges: int = Field(default=2, ge=1, le=64, validation_alias=env("HERALD_FANOUT_RANGES"))
 
 
 class DeliveryPolicySettings(SettingsBase):

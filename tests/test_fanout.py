@@ -113,6 +113,29 @@ def test_a_user_in_two_of_the_groups_gets_one_inbox_row(redis_fleet: Fleet) -> N
     }
 
 
+def test_groups_and_org_units_split_into_ranges_give_each_member_one_inbox_row(redis_fleet: Fleet) -> None:
+    seed_directory(redis_fleet.engine)
+    conversation = post_message(redis_fleet, {"userGroups": [{"id": "GroupA00001"}, {"id": "GroupB00001"}],
+                                              "organisationUnits": [{"id": "OuChild0001"}]})  # fmt: skip
+    engine = redis_fleet.engine
+    with engine.connect() as conn:
+        event_id = conn.scalar(select(OutboxEvent.id).where(OutboxEvent.kind == "conversation.created"))
+    assert event_id is not None
+    # Nine recipients (worker0 to worker7 and the sender), chunks of two, up to three ranges.
+    assert fanout.process_event(engine, event_id, chunk=2, ranges=3) is True
+    with engine.connect() as conn:
+        ranges = list(conn.scalars(select(OutboxEvent.id).where(OutboxEvent.kind == "fanout.range").order_by(OutboxEvent.id)))
+        assert conn.scalar(select(OutboxEvent.done_at).where(OutboxEvent.id == event_id)) is None
+    assert len(ranges) == 3
+    for range_id in reversed(ranges):
+        assert fanout.process_event(engine, range_id, chunk=2) is True
+    assert set(participants(engine, conversation)) == {"admin"} | {f"worker{i}" for i in range(8)}
+    with engine.connect() as conn:
+        assert conn.scalar(select(OutboxEvent.done_at).where(OutboxEvent.id == event_id)) is not None
+        progress = conn.execute(select(OutboxEvent.progress_expanded, OutboxEvent.progress_audience).where(OutboxEvent.id == event_id)).one()
+    assert tuple(progress) == (9, 9)
+
+
 def test_running_the_same_fanout_event_again_changes_nothing(redis_fleet: Fleet) -> None:
     seed_directory(redis_fleet.engine)
     conversation = post_message(redis_fleet, {"userGroups": [{"id": "GroupA00001"}]})

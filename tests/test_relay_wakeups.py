@@ -104,3 +104,33 @@ def test_an_idle_redis_consumer_is_woken_by_an_enqueue_and_gets_the_message(redi
         for key in broker.client.scan_iter(f"{broker.namespace}*"):
             broker.client.delete(key)
         broker.close()
+        broker.client.connection_pool.disconnect()  # close() leaves the pool's sockets to the GC
+
+
+def test_messages_enqueued_in_one_pipeline_wake_an_idle_consumer_and_each_arrives_once(redis_namespace: str) -> None:
+    broker = WakingRedisBroker(url=REDIS_URL, namespace=f"{redis_namespace}-many-{secrets.token_hex(3)}")
+    broker.declare_queue("many")
+    consumer = broker.consume("many", prefetch=50, timeout=100)
+    try:
+        assert next(consumer) is None  # empty: it waited, and nothing came
+        messages = [Message(queue_name="many", actor_name="noop", args=(i,), kwargs={}, options={}) for i in range(120)]
+        broker.enqueue_many(messages)
+        assert consumer._wait(WAIT_S) is True
+        got: list[int] = []
+
+        def take() -> bool:
+            while (message := next(consumer)) is not None:
+                got.append(message.args[0])
+                consumer.ack(message)
+            return len(got) >= len(messages)
+
+        wait_until(take, what="every message")
+        assert sorted(got) == list(range(120))
+        assert broker.client.hlen(f"{broker.namespace}:many.msgs") == 0  # acked: nothing left behind
+    finally:
+        consumer.close()
+        broker.flush_all()
+        for key in broker.client.scan_iter(f"{broker.namespace}*"):
+            broker.client.delete(key)
+        broker.close()
+        broker.client.connection_pool.disconnect()

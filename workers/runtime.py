@@ -61,7 +61,8 @@ def build_runtime(settings: FleetSettings, *, engine: Engine | None = None, brok
         """Carry out one outbox event (idempotent: a done event is skipped)."""
         try:
             done = fanout.process_event(
-                engine, event_id, notify=deliveries.notify if deliveries else None, chunk=settings.fanout_chunk
+                engine, event_id, notify=deliveries.notify if deliveries else None, chunk=settings.fanout_chunk,
+                ranges=settings.fanout_ranges,
             )
         except Exception as exc:
             outbox.record_failure(engine, event_id, f"{type(exc).__name__}: {exc}")

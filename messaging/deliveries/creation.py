@@ -146,6 +146,10 @@ def _insert(
     )
     if exclude is not None:
         rows = rows.where(User.id != exclude)
+    if span is not None:
+        # The chunk's span on ``users`` too: the join then reads the chunk's users by primary key
+        # instead of every user once per chunk and channel (40 x 2 scans of a million at 1M users).
+        rows = rows.where(*span.clause(User.id))
     columns = [
         "message_id", "user_id", "channel", "status", "address", "attempts", "next_attempt_at",
         "last_error_code", "last_error", "created", "updated",
