@@ -12,6 +12,10 @@ from starlette.requests import Request
 from messaging.errors import BadRequest
 
 MAX_PAGE_SIZE = 10_000
+INT_MAX_DIGITS = 4300  # int()'s own default limit: a longer number was always refused, never clamped
+BEYOND = 10**24  # larger than every bound a parameter clamps to
+TRUE = frozenset({"true", "on", "yes", "1"})  # Spring's StringToBooleanConverter, as DHIS2 binds booleans
+FALSE = frozenset({"false", "off", "no", "0"})
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -23,6 +27,35 @@ def _bool(value: str | None, default: bool) -> bool:
 def small_int(text: str, max_digits: int = 19) -> int | None:
     """`text` as a whole number of at most `max_digits` ASCII digits, else None (never int() of 5,000 digits or of '²')."""
     return int(text) if text.isascii() and text.isdigit() and len(text) <= max_digits else None
+
+
+def whole_number(text: str) -> int | None:
+    """`text` as int() reads it (blanks, sign, '_'), without converting more than 24 characters.
+
+    A longer run of ASCII digits is +/-BEYOND, for the caller to clamp; anything else is None.
+    """
+    stripped = text.strip()
+    if len(stripped) <= 24:
+        try:
+            return int(stripped)
+        except ValueError:
+            return None
+    sign = -1 if stripped[0] == "-" else 1
+    body = stripped[1:] if stripped[0] in "+-" else stripped
+    if not (body.isascii() and body.isdigit()) or len(body) > INT_MAX_DIGITS:
+        return None
+    digits = body.lstrip("0")
+    return sign * (int(digits or "0") if len(digits) <= 24 else BEYOND)
+
+
+def flag(text: str) -> bool | None:
+    """A boolean as DHIS2 (Spring) binds it: true/false, on/off, yes/no, 1/0 in any case; else None."""
+    word = text.strip().lower()
+    if word in TRUE:
+        return True
+    if word in FALSE:
+        return False
+    return None
 
 
 def _int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
