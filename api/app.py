@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api import openapi
+from api import openapi, queries
 from api import sessions as web_sessions
 from api.auth import Authenticator, login_limits
 from api.deps import HeraldState
@@ -118,9 +118,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part not in {"query", "path", "body"})
-        return respond_message(request, 400, f"Invalid value for parameter '{where}': {first.get('msg', 'invalid')}")
+        # Query models (api/queries.py) carry DHIS2's text; anything else names the parameter.
+        return respond_message(request, 400, queries.error_text(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

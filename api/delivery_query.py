@@ -1,7 +1,8 @@
-"""Delivery search parameters, as /api/deliveries, /api/ops/deliveries and their actions take them.
+"""Delivery search values, as /api/deliveries, /api/ops/deliveries and their actions take them.
 
-One parser for the query string and for the JSON body of a bulk action, so the dashboard's
-filters, the DHIS2 list and "everything matching" name the same rows. Bad values are 400s.
+One parser for the query string (its typed model, api/queries.py) and for the JSON body of a bulk
+action, so the dashboard's filters, the DHIS2 list and "everything matching" name the same rows.
+Bad values are 400s.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-from starlette.requests import Request
 
 from api.params import small_int
 from messaging import deliveries
@@ -39,13 +38,6 @@ def delivery_ids(value: Any) -> tuple[int, ...]:
         if not 0 < i <= INT64_MAX:
             raise BadRequest(f"Value '{str(i)[:40]}' is not valid for a delivery id: expected a positive 64-bit integer.")
     return tuple(value)
-
-
-def known_parameters(request: Request, allowed: Sequence[str]) -> None:
-    """400 for a query parameter this endpoint does not know, instead of ignoring it silently."""
-    unknown = sorted({key for key in request.query_params if key not in allowed})
-    if unknown:
-        raise BadRequest(f"Unknown parameter '{unknown[0]}'; this endpoint takes {', '.join(sorted(allowed))}.")
 
 
 def _values(raw: Any, name: str) -> list[str]:
@@ -91,17 +83,15 @@ def search_query(source: Mapping[str, Any], *, extra: Sequence[Any] = (), ids: t
     )
 
 
-def from_request(request: Request) -> DeliveryQuery:
-    """The search keys of the query string, plus DHIS2 ``filter`` and ``rootJunction``."""
-    params = request.query_params
-    source = {key: params.getlist(key) for key in SEARCH_KEYS if key in params}
+def from_search(source: Mapping[str, Any], filters: Sequence[str], junction: str) -> DeliveryQuery:
+    """The search keys of a query string, plus DHIS2 ``filter`` and ``rootJunction``."""
     try:
-        filters = q.parse_filters([v for v in params.getlist("filter") if v])
-        for f in filters:
+        parsed = q.parse_filters(filters)
+        for f in parsed:
             prop = deliveries.PROPERTIES.get(f.path)
             if prop is not None and prop.kind is q.Kind.INTEGER and f.value is not None:
                 _integer_in_range(f.value, f.path)
-        clause = q.where_clause(deliveries.PROPERTIES, filters, params.get("rootJunction") or "AND")
+        clause = q.where_clause(deliveries.PROPERTIES, parsed, junction)
     except q.QueryError as exc:
         raise BadRequest(exc.message) from None
     return search_query(source, extra=[clause] if clause is not None else [])
@@ -115,9 +105,9 @@ def _integer_in_range(value: str, path: str) -> None:
             raise BadRequest(f"Unable to parse `{part.strip()[:40]}` as `integer` for `{path}`: out of range.")
 
 
-def order_from(request: Request) -> list[Any]:
+def order_from(values: Sequence[str]) -> list[Any]:
     """DHIS2 ``order`` over the delivery properties; empty: newest first."""
     try:
-        return q.order_clauses(deliveries.PROPERTIES, q.parse_order([v for v in request.query_params.getlist("order") if v]))
+        return q.order_clauses(deliveries.PROPERTIES, q.parse_order(values))
     except q.QueryError as exc:
         raise BadRequest(exc.message) from None

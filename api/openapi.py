@@ -3,8 +3,9 @@
 Herald's bodies are parsed by typed_body dependencies (api/bodies.py: bounded JSON, XML, text),
 which FastAPI does not see as bodies. This module documents each route's body from the very
 BodySpec that parses it (the pydantic models of api/wire.py), so the document cannot drift from
-the parser; and DHIS2's list parameters and the WebMessage every error answers with. Swagger UI's assets (5.x, which reads OpenAPI 3.1) come
-from the `swagger-ui-py` package, never from a CDN.
+the parser; and the WebMessage every error answers with. Query parameters are documented by
+FastAPI from the query models that parse them (api/queries.py). Swagger UI's assets (5.x, which
+reads OpenAPI 3.1) come from the `swagger-ui-py` package, never from a CDN.
 """
 
 from __future__ import annotations
@@ -81,17 +82,18 @@ def body_specs(route: APIRoute) -> list[BodySpec]:
     return found
 
 
-LISTS = ("/api/messageConversations", "/api/users", "/api/userGroups", "/api/organisationUnits", "/api/deliveries")
-LIST_PARAMETERS = [
-    ("fields", "DHIS2 field selection, e.g. id,displayName,messages[text]", {"type": "string"}),
-    ("filter", "property:operator:value, repeatable", {"type": "array", "items": {"type": "string"}}),
-    ("order", "property:asc|desc|iasc|idesc", {"type": "string"}),
-    ("rootJunction", "AND or OR", {"type": "string", "enum": ["AND", "OR"]}),
-    ("page", "page number, from 1", {"type": "integer", "minimum": 1}),
-    ("pageSize", "items per page", {"type": "integer", "minimum": 1}),
-    ("paging", "false for every item", {"type": "boolean"}),
-]
 ERROR_STATUSES = ("400", "401", "403", "404", "409", "413", "415", "500")
+
+
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without pydantic's `anyOf [T, null]`: an optional parameter is absent, never null."""
+    options = schema.get("anyOf")
+    if not options:
+        return schema
+    typed = [option for option in options if option.get("type") != "null"]
+    if len(typed) != 1:
+        return schema
+    return {**typed[0], **{key: value for key, value in schema.items() if key != "anyOf"}}
 
 
 def _document(app: FastAPI) -> dict[str, Any]:
@@ -113,13 +115,8 @@ def _document(app: FastAPI) -> dict[str, Any]:
             body = bodies.get((method, path))
             if body is not None:
                 operation["requestBody"] = {"required": not body.optional, "content": body_content(body)}
-            if method == "get" and path in LISTS:
-                names = {p["name"] for p in operation.setdefault("parameters", [])}
-                operation["parameters"] += [
-                    {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
-                    for name, text, schema in LIST_PARAMETERS
-                    if name not in names
-                ]
+            for parameter in operation.get("parameters", ()):
+                parameter["schema"] = _present(parameter.get("schema", {}))
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)  # validation errors answer 400 WebMessages here
             for status in ERROR_STATUSES:

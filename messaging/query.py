@@ -133,13 +133,22 @@ def parse_order(values: Sequence[str]) -> list[Order]:
     return orders
 
 
+JUNCTIONS = ("AND", "OR")
+
+
+def parse_junction(text: str) -> str:
+    """DHIS2 `rootJunction` (any case, blanks around it) as AND or OR, else QueryError."""
+    root = text.strip().upper()
+    if root not in JUNCTIONS:
+        raise QueryError(f"Invalid rootJunction `{text[:40]}`: expected AND or OR.")
+    return root
+
+
 def where_clause(
     props: Mapping[str, Property], filters: Sequence[Filter], junction: str = "AND"
 ) -> ColumnElement[bool] | None:
     """Combine the filters with `junction` (DHIS2 `rootJunction`, AND or OR); None if none."""
-    root = junction.strip().upper()
-    if root not in ("AND", "OR"):
-        raise QueryError(f"Invalid rootJunction `{junction}`: expected AND or OR.")
+    root = parse_junction(junction)
     parts = [_predicate(_lookup(props, f.path), f.op, f.value, f.path) for f in filters]
     if not parts:
         return None

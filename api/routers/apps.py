@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from api.deps import Ctx, CtxDep, SessionClosingRoute, state_of
+from api.queries import AppsParams
 from api.render import base_url, respond
 from messaging import apps
 from messaging.errors import BadRequest, Forbidden, NotFound
@@ -69,13 +70,13 @@ def app_dict(app: apps.InstalledApp, base: str) -> dict[str, Any]:
 
 
 @router.get("/api/apps")
-def list_installed_apps(ctx: CtxDep, key: str | None = None) -> Response:
+def list_installed_apps(ctx: CtxDep, query: AppsParams) -> Response:
     """The installed apps (a JSON array, as DHIS2); `key=` picks one."""
     installed = apps.list_apps(ctx.settings.apps_dir)
-    if key is not None:
-        installed = [app for app in installed if app.key == key]
+    if query.key is not None:
+        installed = [app for app in installed if app.key == query.key]
         if not installed:
-            raise NotFound(f"App does not exist: {key}")
+            raise NotFound(f"App does not exist: {query.key}")
     base = base_url(ctx.request, ctx.settings.base_url)
     return respond(ctx.request, [app_dict(app, base) for app in installed], xml_root="apps")
 

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from api import sessions
 from api.bodies import LoginBody
 from api.deps import CtxDep, SessionClosingRoute, SessionDep, state_of
+from api.queries import UnlockParams
 from api.render import respond, respond_message
 from api.routers.apps import home_path, root_path
 from api.routers.system import DHIS2_VERSION
@@ -129,12 +130,12 @@ def logout(request: Request, session: SessionDep) -> Response:
 
 
 @router.post("/api/auth/unlock")
-def unlock(ctx: CtxDep, username: str | None = None, address: str | None = None) -> Response:
+def unlock(ctx: CtxDep, query: UnlockParams) -> Response:
     """Forget the failed logins of a username and/or a client address (ALL only): the lock lifts at once."""
     if not ctx.user.is_super:
         raise Forbidden("Access is denied, requires one Authority from [ALL]")
-    if not username and not address:
+    if not query.username and not query.address:
         raise BadRequest("Name the username or the address to unlock (?username=... or ?address=...).")
-    cleared = login_throttle.unlock(ctx.session, username=username, address=address)
+    cleared = login_throttle.unlock(ctx.session, username=query.username, address=query.address)
     ctx.session.commit()
     return respond_message(ctx.request, 200, f"Unlocked; {cleared} failed logins forgotten.")

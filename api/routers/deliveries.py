@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api import fields
 from api.bodies import RequeueBody
-from api.delivery_query import SEARCH_KEYS, delivery_id, from_request, known_parameters, order_from
+from api.delivery_query import delivery_id, from_search, order_from
 from api.deps import Ctx, CtxDep, SessionClosingRoute, state_of
-from api.params import pager, paging
+from api.queries import DeliveriesParams, pager
 from api.render import base_url, respond, respond_message
 from channels.sms_status import valid_signature
 from messaging import deliveries
@@ -26,9 +26,14 @@ STATUSES = frozenset(s.value for s in DeliveryStatus)
 WAITING = frozenset({DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value})
 
 
-def _require_all(ctx: Ctx) -> None:
+async def _operator(ctx: CtxDep) -> Ctx:
+    # A dependency, so a caller without ALL gets the 403 before any parameter's or body's 400.
     if not ctx.user.is_super:
         raise Forbidden("Only users with authority ALL may manage deliveries.")
+    return ctx
+
+
+OperatorCtx = Annotated[Ctx, Depends(_operator)]
 
 
 def _statuses(values: list[str], allowed: frozenset[str]) -> list[str]:
@@ -78,23 +83,14 @@ def present_attempt(attempt: AttemptView) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value is not None}
 
 
-LIST_PARAMS = ("fields", "filter", "order", "rootJunction", "page", "pageSize", "paging", *SEARCH_KEYS)
-
-
 @router.get("/deliveries")
-def list_deliveries(ctx: CtxDep) -> Response:
+def list_deliveries(ctx: OperatorCtx, params: DeliveriesParams) -> Response:
     """Deliveries newest first, with DHIS2's fields, filter, order and paging, and the search keys."""
-    _require_all(ctx)
     request = ctx.request
-    known_parameters(request, LIST_PARAMS)
-    query = from_request(request)
-    order = order_from(request)
-    try:
-        spec = fields.parse_fields(request.query_params.getlist("fields"), "*")
-    except fields.FieldsError as exc:
-        raise BadRequest(str(exc)) from None
-    page = paging(request)
-    offset, limit = ((page.page - 1) * page.page_size, page.page_size) if page.enabled else (0, 100_000)
+    query = from_search(params.search(), params.filter, params.root_junction)
+    order = order_from(params.order)
+    spec = params.spec("*")
+    offset, limit = ((params.page - 1) * params.page_size, params.page_size) if params.paging else (0, 100_000)
     rows = deliveries.page(ctx.session, query, limit=limit, offset=offset, order=order)
     items = [present(row) for row in rows]
     if "attemptHistory" in {f.name for f in spec.fields}:  # only when asked: one more query per page
@@ -102,19 +98,18 @@ def list_deliveries(ctx: CtxDep) -> Response:
         for item in items:
             item["attemptHistory"] = [present_attempt(a) for a in history[item["id"]]]
     body: dict[str, Any] = {"deliveries": fields.render_many(items, spec)}
-    if page.enabled:
+    if params.paging:
         total = deliveries.count(ctx.session, query)
-        body = {"pager": pager(request, page, total, base=base_url(request, ctx.settings.base_url)), **body}
+        body = {"pager": pager(request, params, total, base=base_url(request, ctx.settings.base_url)), **body}
     return respond(request, body, xml_root="deliveries")
 
 
 @router.post("/deliveries/requeue")
-def requeue_deliveries(ctx: CtxDep, body: RequeueBody) -> Response:
+def requeue_deliveries(ctx: OperatorCtx, body: RequeueBody) -> Response:
     """Re-drive a selection (``{"ids": [...]}``) or all (``{"all": true}``) DEAD deliveries now.
 
     ``"statuses": ["FAILED", "DEAD", "UNKNOWN"]`` widens it to failed and unknown ones.
     """
-    _require_all(ctx)
     statuses = _statuses(body.statuses, deliveries.RETRYABLE)
     every = body.all is True
     ids = tuple(body.ids) if body.ids is not None else None
@@ -128,9 +123,8 @@ def requeue_deliveries(ctx: CtxDep, body: RequeueBody) -> Response:
 
 
 @router.post("/deliveries/{raw_id}/requeue")
-def requeue_delivery(ctx: CtxDep, raw_id: str) -> Response:
+def requeue_delivery(ctx: OperatorCtx, raw_id: str) -> Response:
     """Re-drive one FAILED, DEAD or UNKNOWN delivery now."""
-    _require_all(ctx)
     ident = delivery_id(raw_id)
     row = ctx.session.get(Delivery, ident)
     if row is None:

@@ -8,12 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
-from starlette.requests import Request
 from starlette.responses import Response
 
 from api import fields
 from api.deps import Ctx, CtxDep, SessionClosingRoute
-from api.params import multi, pager, paging
+from api.queries import FieldsParams, ListParams, ListQuery, LookupParams, pager
 from api.render import base_url, respond
 from messaging import directory, inbox
 from messaging import query as q
@@ -191,15 +190,9 @@ def org_unit_dict(session: Session, unit: OrganisationUnit, base: str) -> dict[s
     }
 
 
-def _spec(request: Request, default: str) -> fields.FieldSpec:
-    try:
-        return fields.parse_fields(request.query_params.getlist("fields"), default)
-    except fields.FieldsError as exc:
-        raise BadRequest(str(exc)) from None
-
-
 def _list(
     ctx: Ctx,
+    query: ListQuery,
     *,
     model: Any,
     props: dict[str, q.Property],
@@ -208,25 +201,22 @@ def _list(
     extra: ColumnElement[bool] | None = None,
 ) -> Response:
     request = ctx.request
-    page = paging(request)
     try:
-        where = q.where_clause(
-            props, q.parse_filters(multi(request, "filter")), (request.query_params.get("rootJunction") or "AND").upper()
-        )
-        orders = q.order_clauses(props, q.parse_order(multi(request, "order")))
+        where = q.where_clause(props, q.parse_filters(query.filter), query.root_junction)
+        orders = q.order_clauses(props, q.parse_order(query.order))
     except q.QueryError as exc:
         raise BadRequest(exc.message) from None
     conditions = [c for c in (where, extra) if c is not None]
     statement: Select[Any] = select(model).where(and_(*conditions)) if conditions else select(model)
     total = ctx.session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     statement = statement.order_by(*(orders or [props["displayName"].expression]), model.id)
-    if page.enabled:
-        statement = statement.limit(page.page_size).offset((page.page - 1) * page.page_size)
-    spec = _spec(request, "id,displayName")
+    if query.paging:
+        statement = statement.limit(query.page_size).offset((query.page - 1) * query.page_size)
+    spec = query.spec("id,displayName")
     body: dict[str, Any] = {}
     base = base_url(request, ctx.settings.base_url)
-    if page.enabled:
-        body["pager"] = pager(request, page, int(total), base=base)
+    if query.paging:
+        body["pager"] = pager(request, query, int(total), base=base)
     body[key] = fields.render_many((present(obj) for obj in ctx.session.scalars(statement)), spec)
     return respond(request, body, xml_root=key)
 
@@ -244,11 +234,12 @@ def _private(ctx: Ctx, user: User) -> bool:
 
 
 @router.get("/users")
-def list_users(ctx: CtxDep) -> Response:
+def list_users(ctx: CtxDep, query: ListParams) -> Response:
     """Users, with DHIS2's fields, filter, order and paging."""
     base = _base(ctx)
     return _list(
         ctx,
+        query,
         model=User,
         props=USER_PROPS if _manages_users(ctx) else PUBLIC_USER_PROPS,
         key="users",
@@ -257,37 +248,38 @@ def list_users(ctx: CtxDep) -> Response:
 
 
 @router.get("/users/{uid}")
-def get_user(ctx: CtxDep, uid: str) -> Response:
+def get_user(ctx: CtxDep, uid: str, query: FieldsParams) -> Response:
     """One user."""
     user = directory.user_by_uid(ctx.session, uid)
     if user is None:
         raise NotFound(f"User with id {uid} could not be found.", error_code="E1005")
-    body = fields.render(user_dict(ctx.session, user, _base(ctx), private=_private(ctx, user)), _spec(ctx.request, "*"))
+    body = fields.render(user_dict(ctx.session, user, _base(ctx), private=_private(ctx, user)), query.spec("*"))
     return respond(ctx.request, body, xml_root="user")
 
 
 @router.get("/userGroups")
-def list_user_groups(ctx: CtxDep) -> Response:
+def list_user_groups(ctx: CtxDep, query: ListParams) -> Response:
     """User groups, with fields, filter (`users:gte:1`), order and paging."""
     base = _base(ctx)
-    return _list(ctx, model=UserGroup, props=GROUP_PROPS, key="userGroups", present=lambda g: group_dict(ctx.session, g, base))
+    return _list(ctx, query, model=UserGroup, props=GROUP_PROPS, key="userGroups", present=lambda g: group_dict(ctx.session, g, base))
 
 
 @router.get("/userGroups/{uid}")
-def get_user_group(ctx: CtxDep, uid: str) -> Response:
+def get_user_group(ctx: CtxDep, uid: str, query: FieldsParams) -> Response:
     """One user group."""
     group = ctx.session.scalar(select(UserGroup).where(UserGroup.uid == uid))
     if group is None:
         raise NotFound(f"UserGroup with id {uid} could not be found.", error_code="E1005")
-    return respond(ctx.request, fields.render(group_dict(ctx.session, group, _base(ctx)), _spec(ctx.request, "*")), xml_root="userGroup")
+    return respond(ctx.request, fields.render(group_dict(ctx.session, group, _base(ctx)), query.spec("*")), xml_root="userGroup")
 
 
 @router.get("/organisationUnits")
-def list_org_units(ctx: CtxDep) -> Response:
+def list_org_units(ctx: CtxDep, query: ListParams) -> Response:
     """Organisation units, with fields, filter (`displayName:token:`, `users:gte:1`), order and paging."""
     base = _base(ctx)
     return _list(
         ctx,
+        query,
         model=OrganisationUnit,
         props=ORG_UNIT_PROPS,
         key="organisationUnits",
@@ -296,12 +288,12 @@ def list_org_units(ctx: CtxDep) -> Response:
 
 
 @router.get("/organisationUnits/{uid}")
-def get_org_unit(ctx: CtxDep, uid: str) -> Response:
+def get_org_unit(ctx: CtxDep, uid: str, query: FieldsParams) -> Response:
     """One organisation unit."""
     unit = ctx.session.scalar(select(OrganisationUnit).where(OrganisationUnit.uid == uid))
     if unit is None:
         raise NotFound(f"OrganisationUnit with id {uid} could not be found.", error_code="E1005")
-    body = fields.render(org_unit_dict(ctx.session, unit, _base(ctx)), _spec(ctx.request, "*"))
+    body = fields.render(org_unit_dict(ctx.session, unit, _base(ctx)), query.spec("*"))
     return respond(ctx.request, body, xml_root="organisationUnit")
 
 
@@ -319,9 +311,9 @@ def me_dict(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/me")
-def me(ctx: CtxDep) -> Response:
+def me(ctx: CtxDep, query: FieldsParams) -> Response:
     """The current user."""
-    return respond(ctx.request, fields.render(me_dict(ctx), _spec(ctx.request, "*")), xml_root="user")
+    return respond(ctx.request, fields.render(me_dict(ctx), query.spec("*")), xml_root="user")
 
 
 @router.get("/me/dashboard")
@@ -370,16 +362,16 @@ def _lookup(ctx: Ctx, query: str, restrict: ColumnElement[bool] | None = None) -
 
 
 @router.get("/userLookup")
-def user_lookup(ctx: CtxDep, query: str = "") -> Response:
+def user_lookup(ctx: CtxDep, query: LookupParams) -> Response:
     """Find users by name, username or email (recipient search)."""
-    return _lookup(ctx, query)
+    return _lookup(ctx, query.query)
 
 
 @router.get("/userLookup/feedbackRecipients")
-def feedback_recipient_lookup(ctx: CtxDep, query: str = "") -> Response:
+def feedback_recipient_lookup(ctx: CtxDep, query: LookupParams) -> Response:
     """Find users among the feedback recipients (ticket assignment)."""
     group = directory.feedback_group(ctx.session)
     if group is None:
         return respond(ctx.request, {"users": []}, xml_root="userLookups")
     members = select(UserGroupMember.user_id).where(UserGroupMember.group_id == group.id)
-    return _lookup(ctx, query, User.id.in_(members))
+    return _lookup(ctx, query.query, User.id.in_(members))

@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, UploadFile
 from starlette.responses import Response
 
 from api.deps import Ctx, CtxDep, SessionClosingRoute
+from api.queries import FileResourceParams
 from api.render import base_url, respond, respond_message
 from messaging import attachments
 from messaging.errors import BadRequest
@@ -65,9 +66,9 @@ def _store(ctx: Ctx, file: UploadFile | None) -> FileResource:
 
 
 @router.post("/api/fileResources", status_code=202)
-def upload_file_resource(ctx: CtxDep, file: Upload = None, domain: str | None = None) -> Response:
+def upload_file_resource(ctx: CtxDep, query: FileResourceParams, file: Upload = None) -> Response:
     """Store an upload (domain MESSAGE_ATTACHMENT); 202 with `response.fileResource`, as DHIS2."""
-    attachments.check_domain(domain)
+    attachments.check_domain(query.domain)
     resource = _store(ctx, file)
     fields = file_resource_dict(resource, base_url(ctx.request, ctx.settings.base_url))
     return respond_message(ctx.request, 202, response={"responseType": "FileResource", "fileResource": fields})

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
-from starlette.requests import Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from api import fields
 from api.bodies import DraftBody, RecipientsBody, TextBody, UidsBody
 from api.deps import Ctx, CtxDep, SessionClosingRoute
-from api.params import multi, pager, paging, uid_list
 from api.presenters import Related, conversation_dict
+from api.queries import (
+    BatchRemoveParams,
+    ConversationListParams,
+    ConversationParams,
+    ForUserParams,
+    ForUserUidParams,
+    ReplyParams,
+    pager,
+)
 from api.render import base_url, respond, respond_message
 from messaging import conversations, inbox
 from messaging import query as q
@@ -38,40 +45,32 @@ def _meta_data(ctx: Ctx) -> str:
     return f"User-agent: {ctx.request.headers.get('user-agent', '')}"
 
 
-def _spec(request: Request, default: str) -> fields.FieldSpec:
-    try:
-        return fields.parse_fields(request.query_params.getlist("fields"), default)
-    except fields.FieldsError as exc:
-        raise BadRequest(str(exc)) from None
-
-
 def _may_render_messages(spec: fields.FieldSpec) -> bool:
     top = fields.requested_top_level(spec)
     return top is None or "messages" in top
 
 
 @router.get("")
-def list_conversations(ctx: CtxDep) -> Response:
+def list_conversations(ctx: CtxDep, query: ConversationListParams) -> Response:
     """The caller's conversations, with DHIS2's filter, order, search, fields and paging."""
     request = ctx.request
-    page = paging(request)
     try:
         params = inbox.ListParams(
-            filters=q.parse_filters(multi(request, "filter")),
-            orders=q.parse_order(multi(request, "order")),
-            junction=(request.query_params.get("rootJunction") or "AND").upper(),
-            query_string=(request.query_params.get("queryString") or "").strip() or None,
-            query_operator=request.query_params.get("queryOperator") or "token",
-            page=page.page,
-            page_size=page.page_size,
-            paging=page.enabled,
+            filters=q.parse_filters(query.filter),
+            orders=q.parse_order(query.order),
+            junction=query.root_junction,
+            query_string=query.query_string,
+            query_operator=query.query_operator or "token",
+            page=query.page,
+            page_size=query.page_size,
+            paging=query.paging,
         )
     except q.QueryError as exc:
         raise BadRequest(exc.message) from None
     if params.query_string and params.query_operator not in inbox.SEARCH_OPERATORS:
         # DHIS2 checks it outside the filter parser's error handling: 409, where a bad filter is 400.
         raise Conflict(f"Query operator is not supported: {params.query_operator}")
-    spec = _spec(request, LIST_DEFAULT_FIELDS)
+    spec = query.spec(LIST_DEFAULT_FIELDS)
     # Who manages tickets matters to a search (internal messages match) and to rendered messages.
     manager = bool(params.query_string or _may_render_messages(spec)) and is_ticket_manager(ctx.session, ctx.user)
     try:
@@ -82,8 +81,8 @@ def list_conversations(ctx: CtxDep) -> Response:
     related = Related(ctx.session, [row.id for row in result.rows], include_internal=manager)
     items = fields.render_many((conversation_dict(row, base=base, related=related) for row in result.rows), spec)
     body: dict[str, Any] = {}
-    if page.enabled:
-        body["pager"] = pager(request, page, result.total, base=base)
+    if query.paging:
+        body["pager"] = pager(request, query, result.total, base=base)
     body["messageConversations"] = items
     return respond(
         request,
@@ -116,44 +115,43 @@ def _flag_answer(ctx: Ctx, key: str, uids: list[str]) -> Response:
 
 
 @router.post("/read")
-def mark_read(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
+def mark_read(ctx: CtxDep, uids: UidsBody, query: ForUserParams) -> Response:
     """Mark conversations read for the caller or `user`; list those that changed."""
-    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, read=True)
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uids.root, target_uid=query.user, read=True)
     ctx.session.commit()
     return _flag_answer(ctx, "markedRead", changed)
 
 
 @router.post("/unread")
-def mark_unread(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
+def mark_unread(ctx: CtxDep, uids: UidsBody, query: ForUserParams) -> Response:
     """Mark conversations unread for the caller or `user`; list those that changed."""
-    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, read=False)
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=uids.root, target_uid=query.user, read=False)
     ctx.session.commit()
     return _flag_answer(ctx, "markedUnread", changed)
 
 
 @router.post("/followup")
-def follow_up(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
+def follow_up(ctx: CtxDep, uids: UidsBody, query: ForUserParams) -> Response:
     """Flag conversations for follow-up; list every one found."""
-    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, follow_up=True)
+    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uids.root, target_uid=query.user, follow_up=True)
     ctx.session.commit()
     return _flag_answer(ctx, "markedFollowup", found)
 
 
 @router.post("/unfollowup")
-def unfollow_up(ctx: CtxDep, uids: UidsBody, user: str | None = None) -> Response:
+def unfollow_up(ctx: CtxDep, uids: UidsBody, query: ForUserParams) -> Response:
     """Clear the follow-up flag; list every conversation found."""
-    found = conversations.set_follow_up(ctx.session, actor=ctx.user, uids=uids.root, target_uid=user, follow_up=False)
+    found = conversations.set_follow_up(
+        ctx.session, actor=ctx.user, uids=uids.root, target_uid=query.user, follow_up=False
+    )
     ctx.session.commit()
     return _flag_answer(ctx, "unmarkedFollowup", found)
 
 
 @router.delete("")
-def remove_batch(ctx: CtxDep, user: str | None = None) -> Response:
+def remove_batch(ctx: CtxDep, query: BatchRemoveParams) -> Response:
     """Leave several conversations (or remove `user` from them); list those actually left."""
-    uids = uid_list(ctx.request, "mc")
-    if not uids:
-        raise BadRequest("Required request parameter 'mc' for method parameter type List is not present")
-    removed = conversations.remove_batch(ctx.session, actor=ctx.user, uids=uids, target_uid=user)
+    removed = conversations.remove_batch(ctx.session, actor=ctx.user, uids=query.mc, target_uid=query.user)
     ctx.session.commit()
     return respond(ctx.request, {"removed": removed})
 
@@ -164,7 +162,7 @@ def _check_uid(uid: str) -> None:
 
 
 @router.get("/{uid}")
-def get_conversation(ctx: CtxDep, uid: str, markRead: str | None = None) -> Response:
+def get_conversation(ctx: CtxDep, uid: str, query: ConversationParams) -> Response:
     """One conversation the caller takes part in (ALL reads all); internal messages for managers."""
     _check_uid(uid)
     conversation = conversations.get_by_uid(ctx.session, uid)
@@ -172,34 +170,27 @@ def get_conversation(ctx: CtxDep, uid: str, markRead: str | None = None) -> Resp
         raise NotFound(f"No MessageConversation found with UID: {uid}")
     if not conversations.can_read(ctx.session, ctx.user, conversation):
         raise Forbidden("Not authorized to access this conversation.")
-    spec = _spec(ctx.request, ONE_DEFAULT_FIELDS)
+    spec = query.spec(ONE_DEFAULT_FIELDS)
     row = inbox.conversation_row(ctx.session, conversation, ctx.user.id)
     manager = _may_render_messages(spec) and is_ticket_manager(ctx.session, ctx.user)
     related = Related(ctx.session, [row.id], include_internal=manager)
     body = fields.render(conversation_dict(row, base=_base(ctx), related=related), spec)
-    if markRead == "true":
+    if query.mark_read:
         conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=None, read=True)
         ctx.session.commit()
     return respond(ctx.request, body, xml_root="messageConversation", headers={"Cache-Control": "no-cache, private"})
 
 
 @router.post("/{uid}")
-def reply(
-    ctx: CtxDep,
-    uid: str,
-    text: TextBody,
-    internal: bool = False,
-    attachments: Annotated[list[str] | None, Query()] = None,
-) -> Response:
+def reply(ctx: CtxDep, uid: str, text: TextBody, query: ReplyParams) -> Response:
     """Reply with the raw body as text; 200 with Location (DECISIONS #3)."""
-    attachment_uids = [part.strip() for value in attachments or [] for part in value.split(",") if part.strip()]
     conversation = conversations.reply(
         ctx.session,
         actor=ctx.user,
         conversation_uid=uid,
         text=text,
-        internal=internal,
-        attachments=attachment_uids,
+        internal=query.internal,
+        attachments=query.attachments,
         meta_data=_meta_data(ctx),
     )
     ctx.session.commit()
@@ -215,17 +206,17 @@ def leave(ctx: CtxDep, uid: str) -> Response:
 
 
 @router.post("/{uid}/read")
-def mark_one_read(ctx: CtxDep, uid: str, userUid: str | None = None) -> Response:
+def mark_one_read(ctx: CtxDep, uid: str, query: ForUserUidParams) -> Response:
     """Mark one conversation read (for `userUid`)."""
-    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=userUid, read=True)
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=query.user_uid, read=True)
     ctx.session.commit()
     return _flag_answer(ctx, "markedRead", changed)
 
 
 @router.post("/{uid}/unread")
-def mark_one_unread(ctx: CtxDep, uid: str, userUid: str | None = None) -> Response:
+def mark_one_unread(ctx: CtxDep, uid: str, query: ForUserUidParams) -> Response:
     """Mark one conversation unread (for `userUid`)."""
-    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=userUid, read=False)
+    changed = conversations.mark_read(ctx.session, actor=ctx.user, uids=[uid], target_uid=query.user_uid, read=False)
     ctx.session.commit()
     return _flag_answer(ctx, "markedUnread", changed)
 

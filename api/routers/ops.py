@@ -9,22 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape as html_escape
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from api.bodies import DeliveryActionBody
-from api.delivery_query import (
-    SEARCH_KEYS,
-    delivery_id,
-    from_request,
-    known_parameters,
-    search_query,
-)
+from api.delivery_query import SEARCH_KEYS, delivery_id, from_search, search_query
 from api.deps import Ctx, CtxDep, SessionClosingRoute, SessionDep, state_of
-from api.params import small_int
+from api.queries import NoParams, OpsDeliveriesParams, ThroughputParams
 from api.render import respond, respond_message
 from api.routers.deliveries import present, present_attempt
 from api.wire import DeliveryAction
@@ -33,14 +27,18 @@ from messaging.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from messaging.ops import broker, overview
 
 router = APIRouter(tags=["ops"], route_class=SessionClosingRoute)
-MAX_OPS_PAGE = 500
 STATIC = {"ops.js": "text/javascript; charset=utf-8", "ops.css": "text/css; charset=utf-8"}
 QUEUES = ("outbox", "deliveries")  # the Dramatiq queues (workers/broker.py names them namespace.queue)
 
 
-def _require_all(ctx: Ctx) -> None:
+async def _operator(ctx: CtxDep) -> Ctx:
+    # A dependency, so a caller without ALL gets the 403 before any parameter's or body's 400.
     if not ctx.user.is_super:
         raise Forbidden("Only users with authority ALL may see and act on operations.")
+    return ctx
+
+
+OperatorCtx = Annotated[Ctx, Depends(_operator)]
 
 
 def _asset(name: str) -> str:
@@ -133,22 +131,15 @@ def overview_body(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/api/ops/overview")
-def get_overview(ctx: CtxDep) -> Response:
+def get_overview(ctx: OperatorCtx, _: NoParams) -> Response:
     """Per queue and per channel: waiting, in progress, retrying (next attempt), dead, sent/delivered last hour, oldest age."""
-    _require_all(ctx)
-    known_parameters(ctx.request, ())
     return respond(ctx.request, overview_body(ctx))
 
 
 @router.get("/api/ops/throughput")
-def get_throughput(ctx: CtxDep) -> Response:
+def get_throughput(ctx: OperatorCtx, query: ThroughputParams) -> Response:
     """Sends per channel per minute over the last ``hours`` (default 24, at most 168)."""
-    _require_all(ctx)
-    known_parameters(ctx.request, ("hours",))
-    raw = ctx.request.query_params.get("hours", "24")
-    hours = small_int(raw, max_digits=3)
-    if hours is None or not 1 <= hours <= 168:
-        raise BadRequest(f"Value '{raw[:40]}' is not valid for parameter hours: expected 1 to 168.")
+    hours = query.hours
     series = overview.throughput(ctx.session, hours=hours)
     return respond(ctx.request, {
         "hours": hours,
@@ -157,38 +148,23 @@ def get_throughput(ctx: CtxDep) -> Response:
 
 
 @router.get("/api/ops/latency")
-def get_latency(ctx: CtxDep) -> Response:
+def get_latency(ctx: OperatorCtx, _: NoParams) -> Response:
     """Trigger-to-sent seconds per channel (p50, p90, p99) over the last hour."""
-    _require_all(ctx)
-    known_parameters(ctx.request, ())
     return respond(ctx.request, {"latencyS": overview.latency_s(ctx.session)})
 
 
 @router.get("/api/ops/fanouts")
-def get_fanouts(ctx: CtxDep) -> Response:
+def get_fanouts(ctx: OperatorCtx, _: NoParams) -> Response:
     """Fan-outs in progress: expanded X of Y."""
-    _require_all(ctx)
-    known_parameters(ctx.request, ())
     return respond(ctx.request, {"fanOuts": overview_body(ctx)["fanOuts"]})
 
 
-OPS_SEARCH_PARAMS = (*SEARCH_KEYS, "filter", "rootJunction", "before", "pageSize", "total")
-
-
 @router.get("/api/ops/deliveries")
-def search_deliveries(ctx: CtxDep) -> Response:
+def search_deliveries(ctx: OperatorCtx, params: OpsDeliveriesParams) -> Response:
     """Deliveries newest first, keyset-paginated (``before`` = the last id seen), each with its attempt history."""
-    _require_all(ctx)
-    request = ctx.request
-    known_parameters(request, OPS_SEARCH_PARAMS)
-    query = from_request(request)
-    params = request.query_params
-    before = delivery_id(params["before"]) if params.get("before") else None
-    size_raw = params.get("pageSize", "50")
-    size = small_int(size_raw, max_digits=6) or 0
-    if not 1 <= size <= MAX_OPS_PAGE:
-        raise BadRequest(f"Value '{size_raw[:40]}' is not valid for parameter pageSize: expected 1 to {MAX_OPS_PAGE}.")
-    rows = deliveries.page(ctx.session, query, limit=size + 1, before_id=before)
+    query = from_search(params.search(), params.filter, params.root_junction)
+    size = params.page_size
+    rows = deliveries.page(ctx.session, query, limit=size + 1, before_id=params.before)
     more, rows = len(rows) > size, rows[:size]
     history = deliveries.attempts_of(ctx.session, [row.id for row in rows])
     items = []
@@ -197,15 +173,14 @@ def search_deliveries(ctx: CtxDep) -> Response:
         item["attemptHistory"] = [present_attempt(a) for a in history[row.id]]
         items.append(item)
     body: dict[str, Any] = {"deliveries": items, "next": {"before": rows[-1].id} if more and rows else None}
-    if params.get("total", "").lower() == "true":
+    if params.total:
         body["total"] = deliveries.count(ctx.session, query)
-    return respond(request, body)
+    return respond(ctx.request, body)
 
 
 @router.get("/api/ops/deliveries/{raw_id}")
-def get_delivery(ctx: CtxDep, raw_id: str) -> Response:
+def get_delivery(ctx: OperatorCtx, raw_id: str) -> Response:
     """One delivery with its attempt history."""
-    _require_all(ctx)
     ident = delivery_id(raw_id)
     rows = deliveries.page(ctx.session, deliveries.DeliveryQuery(ids=(ident,)), limit=1)
     if not rows:
@@ -216,8 +191,6 @@ def get_delivery(ctx: CtxDep, raw_id: str) -> Response:
 
 
 def _act(ctx: Ctx, body: DeliveryAction, action: str) -> Response:
-    _require_all(ctx)
-    known_parameters(ctx.request, ())
     given = body.model_fields_set
     if ("ids" in given) == ("query" in given):
         raise BadRequest(DeliveryAction.NOT_OBJECT)
@@ -244,13 +217,13 @@ def _act(ctx: Ctx, body: DeliveryAction, action: str) -> Response:
 
 
 @router.post("/api/ops/deliveries/retry")
-def retry_deliveries(ctx: CtxDep, body: DeliveryActionBody) -> Response:
+def retry_deliveries(ctx: OperatorCtx, body: DeliveryActionBody, _: NoParams) -> Response:
     """Retry now the FAILED, DEAD and UNKNOWN deliveries of a selection or of everything matching a query."""
     return _act(ctx, body, deliveries.RETRY)
 
 
 @router.post("/api/ops/deliveries/discard")
-def discard_deliveries(ctx: CtxDep, body: DeliveryActionBody) -> Response:
+def discard_deliveries(ctx: OperatorCtx, body: DeliveryActionBody, _: NoParams) -> Response:
     """Discard (DISCARDED, never sent) the FAILED, DEAD and UNKNOWN deliveries of a selection or a query."""
     return _act(ctx, body, deliveries.DISCARD)
 

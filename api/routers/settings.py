@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from api.bodies import FeedbackGroupBody, SettingValueBody
 from api.deps import Ctx, CtxDep, SessionClosingRoute
 from api.params import small_int
+from api.queries import ForUserParams, SystemSettingParams, UserSettingParams
 from api.render import respond, respond_message
 from api.wire import FeedbackGroup
 from messaging import directory
@@ -57,25 +58,25 @@ def _target_user_id(ctx: Ctx, user: str | None) -> int:
 
 
 @router.get("/userSettings")
-def all_user_settings(ctx: CtxDep, user: str | None = None) -> Response:
+def all_user_settings(ctx: CtxDep, query: ForUserParams) -> Response:
     """Every setting of the caller (or `user`), defaults filled in."""
-    return respond(ctx.request, directory.user_settings(ctx.session, _target_user_id(ctx, user)), xml_root="userSettings")
+    return respond(ctx.request, directory.user_settings(ctx.session, _target_user_id(ctx, query.user)), xml_root="userSettings")
 
 
 @router.get("/userSettings/{key}")
-def get_user_setting(ctx: CtxDep, key: str, user: str | None = None) -> Response:
+def get_user_setting(ctx: CtxDep, key: str, query: ForUserParams) -> Response:
     """One user setting as plain text (DHIS2), falling back to the system setting."""
-    value = directory.get_user_setting(ctx.session, _target_user_id(ctx, user), key)
+    value = directory.get_user_setting(ctx.session, _target_user_id(ctx, query.user), key)
     if value is None:
         raise NotFound(f"User setting not found for key: {key}")
     return PlainTextResponse(str(value).lower() if isinstance(value, bool) else str(value))
 
 
 @router.post("/userSettings/{key}")
-def set_user_setting(ctx: CtxDep, key: str, body: SettingValueBody, value: str | None = None, user: str | None = None) -> Response:
+def set_user_setting(ctx: CtxDep, key: str, body: SettingValueBody, query: UserSettingParams) -> Response:
     """Set a user setting from `value=` or a text body."""
-    target = _target_user_id(ctx, user)
-    directory.set_user_setting(ctx.session, target, key, _value(key, value, body))
+    target = _target_user_id(ctx, query.user)
+    directory.set_user_setting(ctx.session, target, key, _value(key, query.value, body))
     ctx.session.commit()
     return respond_message(ctx.request, 200, f"User setting saved for key: {key}")
 
@@ -96,15 +97,16 @@ def all_system_settings(ctx: CtxDep) -> Response:
 
 
 @router.post("/systemSettings/{key}")
-def set_system_setting(ctx: CtxDep, key: str, body: SettingValueBody, value: str | None = None) -> Response:
+def set_system_setting(ctx: CtxDep, key: str, body: SettingValueBody, query: SystemSettingParams) -> Response:
     """Set a system setting (ALL or F_SYSTEM_SETTING)."""
     if not ctx.user.has_any(SYSTEM_SETTING_AUTHORITY):
         raise Forbidden(f"Access is denied, requires one Authority from [{SYSTEM_SETTING_AUTHORITY}]")
     if key == directory.FEEDBACK_RECIPIENTS_KEY:
         raise BadRequest("Set feedback recipients through /api/configuration/feedbackRecipients.")
-    directory.set_system_setting(ctx.session, key, _value(key, value, body))
+    value = _value(key, query.value, body)
+    directory.set_system_setting(ctx.session, key, value)
     ctx.session.commit()
-    return respond_message(ctx.request, 200, f"System setting '{key}' set to value '{_value(key, value, body)}'.")
+    return respond_message(ctx.request, 200, f"System setting '{key}' set to value '{value}'.")
 
 
 def _feedback(ctx: Ctx) -> dict[str, Any]:

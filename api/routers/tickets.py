@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from api.bodies import TextBody
 from api.deps import Ctx, CtxDep, SessionClosingRoute
+from api.queries import AssignParams, FeedbackParams, PriorityParams, StatusParams
 from api.render import base_url, respond, respond_message
 from messaging import tickets
 
@@ -32,12 +33,12 @@ def _answer(ctx: Ctx, change: Callable[[], dict[str, Any]]) -> Response:
 
 
 @router.post("/feedback", status_code=201)
-def send_feedback(ctx: CtxDep, text: TextBody, subject: str | None = None) -> Response:
+def send_feedback(ctx: CtxDep, text: TextBody, query: FeedbackParams) -> Response:
     """A TICKET to the feedback recipients from the text body; 201 "Feedback created" with Location."""
     conversation = tickets.send_feedback(
         ctx.session,
         sender=ctx.user,
-        subject=subject,
+        subject=query.subject,
         text=text,
         meta_data=f"User-agent: {ctx.request.headers.get('user-agent', '')}",
     )
@@ -47,9 +48,9 @@ def send_feedback(ctx: CtxDep, text: TextBody, subject: str | None = None) -> Re
 
 
 @router.post("/{uid}/status")
-def set_status(ctx: CtxDep, uid: str, messageConversationStatus: str | None = None) -> Response:
+def set_status(ctx: CtxDep, uid: str, query: StatusParams) -> Response:
     """Set the status; answers `{"<STATUS>": ["<uid>"]}`."""
-    status = tickets.parse_status(messageConversationStatus)
+    status = query.status
 
     def change() -> dict[str, Any]:
         tickets.set_status(ctx.session, actor=ctx.user, conversation_uid=uid, status=status)
@@ -59,9 +60,9 @@ def set_status(ctx: CtxDep, uid: str, messageConversationStatus: str | None = No
 
 
 @router.post("/{uid}/priority")
-def set_priority(ctx: CtxDep, uid: str, messageConversationPriority: str | None = None) -> Response:
+def set_priority(ctx: CtxDep, uid: str, query: PriorityParams) -> Response:
     """Set the priority; answers `{"<PRIORITY>": ["<uid>"]}`."""
-    priority = tickets.parse_priority(messageConversationPriority)
+    priority = query.priority
 
     def change() -> dict[str, Any]:
         tickets.set_priority(ctx.session, actor=ctx.user, conversation_uid=uid, priority=priority)
@@ -71,11 +72,11 @@ def set_priority(ctx: CtxDep, uid: str, messageConversationPriority: str | None 
 
 
 @router.post("/{uid}/assign")
-def assign(ctx: CtxDep, uid: str, userId: str | None = None) -> Response:
+def assign(ctx: CtxDep, uid: str, query: AssignParams) -> Response:
     """Assign a user (tickets: feedback recipients only); the assignee is not made a participant."""
 
     def change() -> dict[str, Any]:
-        assignee = tickets.assign(ctx.session, actor=ctx.user, conversation_uid=uid, user_uid=userId)
+        assignee = tickets.assign(ctx.session, actor=ctx.user, conversation_uid=uid, user_uid=query.user_id)
         return {"message": f"User {assignee.display_name} was assigned successfully"}
 
     return _answer(ctx, change)

@@ -6,17 +6,18 @@ the workers, through the outbox event staged in the same transaction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from api import fields
 from api.bodies import ResultsBody
 from api.deps import Ctx, CtxDep, SessionClosingRoute
-from api.params import paging, small_int
+from api.params import small_int
+from api.queries import FieldsParams, FilterParams, ListParams
 from api.render import base_url, respond, respond_message
-from api.routers.validation_rules import listing, spec, where_and_orders
+from api.routers.validation_rules import listing, where_and_orders
 from messaging.errors import Forbidden, NotFound
 from messaging.validation import ingestion, reading
 from messaging.validation.models import ValidationResult
@@ -38,6 +39,15 @@ def _require(ctx: Ctx, authority: str) -> None:
         raise Forbidden(f"Access is denied, requires one Authority from [{authority}]")
 
 
+async def _maintainer(ctx: CtxDep) -> Ctx:
+    # A dependency, so a caller without the authority gets the 403 before any query parameter's 400.
+    _require(ctx, PERFORM_MAINTENANCE)
+    return ctx
+
+
+MaintainerCtx = Annotated[Ctx, Depends(_maintainer)]
+
+
 @router.post("/validationResults")
 def post_results(ctx: CtxDep, results: ResultsBody) -> Response:
     """Store validation results once each and answer an import summary; notification follows in the workers."""
@@ -56,28 +66,27 @@ def _id(raw: str) -> int:
 
 
 @router.get("/validationResults")
-def list_results(ctx: CtxDep) -> Response:
+def list_results(ctx: CtxDep, query: ListParams) -> Response:
     """Stored results, with fields, filter (notificationSent, organisationUnit, period, validationRule, created) and paging."""
-    where, orders = where_and_orders(ctx.request, reading.RESULT_PROPS)
-    page = paging(ctx.request)
+    where, orders = where_and_orders(query, reading.RESULT_PROPS)
     total, rows = reading.page(
         ctx.session, reading.results_select(where), [*orders, ValidationResult.id],
-        size=page.page_size if page.enabled else None, number=page.page,
+        size=query.page_size if query.paging else None, number=query.page,
     )
     base = base_url(ctx.request, ctx.settings.base_url)
     return listing(
-        ctx, "validationResults", rows, total, page, lambda row: reading.result_dict(row, base), default_fields=RESULT_FIELDS
+        ctx, "validationResults", rows, total, query, lambda row: reading.result_dict(row, base), default_fields=RESULT_FIELDS
     )
 
 
 @router.get("/validationResults/{result_id}")
-def get_result(ctx: CtxDep, result_id: str) -> Response:
+def get_result(ctx: CtxDep, result_id: str, query: FieldsParams) -> Response:
     """One stored result."""
     row = reading.result_by_id(ctx.session, _id(result_id))
     if row is None:
         raise NotFound(f"ValidationResult with id {result_id} could not be found.", error_code="E1005")
     body: dict[str, Any] = reading.result_dict(row, base_url(ctx.request, ctx.settings.base_url))
-    return respond(ctx.request, fields.render(body, spec(ctx.request, "*")), xml_root="validationResult")
+    return respond(ctx.request, fields.render(body, query.spec("*")), xml_root="validationResult")
 
 
 @router.delete("/validationResults/{result_id}", status_code=204)
@@ -92,10 +101,9 @@ def delete_result(ctx: CtxDep, result_id: str) -> Response:
 
 
 @router.delete("/validationResults", status_code=204)
-def delete_results(ctx: CtxDep) -> Response:
+def delete_results(ctx: MaintainerCtx, query: FilterParams) -> Response:
     """Delete the stored results the filters match (all of them without a filter)."""
-    _require(ctx, PERFORM_MAINTENANCE)
-    where, _ = where_and_orders(ctx.request, reading.RESULT_PROPS)
+    where, _ = where_and_orders(query, reading.RESULT_PROPS)
     reading.delete_results(ctx.session, where)
     ctx.session.commit()
     return Response(status_code=204)
