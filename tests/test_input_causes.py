@@ -247,3 +247,12 @@ def test_an_unclosed_string_after_deep_brackets_is_refused_in_one_pass() -> None
     body = b"[" * 65 + b'"\\' * 500_000
     with pytest.raises(JsonBoundsError, match="nested deeper"):
         load_json(body)
+
+
+# ---------------------------------------------------------------- found by the long fuzz run (FUZZ_EXAMPLES=30)
+
+
+@pytest.mark.parametrize("statuses", [[], [","], [" "]])
+def test_a_requeue_naming_no_status_is_a_400_not_a_500(server: LiveServer, statuses: list[str]) -> None:
+    response = server.client().post("/api/deliveries/requeue", json={"all": True, "statuses": statuses})
+    assert assert_web_message(response, 400) == "'statuses' must be a list of FAILED, DEAD and UNKNOWN."

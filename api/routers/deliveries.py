@@ -15,6 +15,7 @@ from api.delivery_query import delivery_id, from_search, order_from
 from api.deps import Ctx, CtxDep, SessionClosingRoute, state_of
 from api.queries import DeliveriesParams, pager
 from api.render import base_url, respond, respond_message
+from api.wire import Requeue
 from channels.sms_status import valid_signature
 from messaging import deliveries
 from messaging.deliveries import AttemptView, DeliveryView
@@ -111,6 +112,8 @@ def requeue_deliveries(ctx: OperatorCtx, body: RequeueBody) -> Response:
     ``"statuses": ["FAILED", "DEAD", "UNKNOWN"]`` widens it to failed and unknown ones.
     """
     statuses = _statuses(body.statuses, deliveries.RETRYABLE)
+    if not statuses:  # found by the long fuzz run: [] or [","] reached the domain's ValueError, a 500
+        raise BadRequest(Requeue.MESSAGES["statuses"])
     every = body.all is True
     ids = tuple(body.ids) if body.ids is not None else None
     if ids is not None and every:
