@@ -21,7 +21,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 from sqlalchemy import Engine
 
-from messaging import deliveries, fanout
+from messaging import context, deliveries, fanout
 from messaging.deliveries import relay as deliveries_relay
 from messaging.deliveries.relay import NOTIFY_CHANNEL
 from workers.broker import WakingRedisBroker, queue_name
@@ -145,7 +145,8 @@ class HandOver:
 
     def __init__(self, dispatch: Callable[[list[tuple[int, str]]], object], depth: int = 2) -> None:
         self._dispatch = dispatch
-        self._queue: queue.Queue[list[tuple[int, str]] | None] = queue.Queue(maxsize=depth)
+        # Each chunk with the request id of the job that made it, so its jobs carry it (workers/tracing.py).
+        self._queue: queue.Queue[tuple[str | None, list[tuple[int, str]]] | None] = queue.Queue(maxsize=depth)
         self._thread: threading.Thread | None = None
 
     def __call__(self, created: list[tuple[int, str]]) -> None:
@@ -153,7 +154,7 @@ class HandOver:
         if self._thread is None:
             self._dispatch(created)
         else:
-            self._queue.put(created)
+            self._queue.put((context.request_id(), created))
 
     def start(self) -> None:
         """Start the hand-over thread."""
@@ -171,9 +172,11 @@ class HandOver:
             thread.join(timeout_s)
 
     def _loop(self) -> None:
-        while (created := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            request_id, created = item
             try:
-                self._dispatch(created)
+                with context.bound(request_id):
+                    self._dispatch(created)
             except Exception:  # the rows stay enqueued: the relay's sweep sends them again
                 log.exception("handing %d new deliveries to the broker failed", len(created))
 
