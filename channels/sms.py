@@ -7,9 +7,8 @@ response headers when it raises: ``TwilioRestException`` has ``status``, ``code`
 ``uri``, ``method``, ``details`` and no headers, so ``Retry-After`` is lost, and (4) cannot
 tell whether a failed request ever left; besides, (5) aiohttp's ``FormData`` for the form body
 costs ~10% of an SMS worker's CPU. The subclass sets the Authorization header itself, encodes the
-form body itself,
-applies connect/read timeouts, records the response headers and an aiohttp trace mark
-("request headers sent") on a per-task ``_Exchange`` that ``send`` reads afterwards.
+form body itself, applies connect/read timeouts, records the response headers and an aiohttp
+trace mark ("request headers sent") on a per-task ``_Exchange`` that ``send`` reads afterwards.
 """
 
 from __future__ import annotations
