@@ -5,9 +5,10 @@ twilio 9.13's own ``AsyncTwilioHttpClient`` is replaced by a small subclass beca
 never sets), (2) passes ``auth=`` to aiohttp 3.14, which warns it is deprecated, (3) drops the
 response headers when it raises: ``TwilioRestException`` has ``status``, ``code``, ``msg``,
 ``uri``, ``method``, ``details`` and no headers, so ``Retry-After`` is lost, and (4) cannot
-tell whether a failed request ever left. The subclass sets the Authorization header itself,
-applies connect/read timeouts, records the response headers and an aiohttp trace mark
-("request headers sent") on a per-task ``_Exchange`` that ``send`` reads afterwards.
+tell whether a failed request ever left; besides, (5) aiohttp's ``FormData`` for the form body
+costs ~10% of an SMS worker's CPU. The subclass sets the Authorization header itself, encodes the
+form body itself, applies connect/read timeouts, records the response headers and an aiohttp
+trace mark ("request headers sent") on a per-task ``_Exchange`` that ``send`` reads afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import aiohttp  # twilio's async transport: its timeouts, tracing and errors
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
@@ -213,11 +215,17 @@ class _HttpClient(AsyncTwilioHttpClient):  # twilio ships no type information (A
             if timeout is None
             else aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
         )
+        body: bytes | None = None
+        if data is not None:
+            # Encoded here as aiohttp's FormData would (urlencode, doseq): FormData builds a
+            # multipart writer and a field table per request, ~10% of an SMS worker's CPU.
+            body = urlencode(list(data.items()), doseq=True).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         async with self._session.request(
             method.upper(),
             url,
             params=_plain(params),
-            data=_plain(data),
+            data=body,
             headers=headers,
             timeout=request_timeout,
             allow_redirects=allow_redirects,

@@ -107,7 +107,7 @@ class DeliveryPolicySettings(SettingsBase):
     retry_max_s: float = Field(default=3600.0, gt=0, validation_alias=env("HERALD_RETRY_MAX_S"))
     delivery_lease_s: float = Field(default=300.0, gt=0, validation_alias=env("HERALD_DELIVERY_LEASE_S"))
     delivery_stale_s: float = Field(default=120.0, gt=0, validation_alias=env("HERALD_DELIVERY_STALE_S"))
-    delivery_batch: int = Field(default=50, ge=1, le=1000, validation_alias=env("HERALD_DELIVERY_BATCH"))
+    delivery_batch: int = Field(default=200, ge=1, le=1000, validation_alias=env("HERALD_DELIVERY_BATCH"))
 
     @field_validator("retry_max_s")
     @classmethod

@@ -32,7 +32,7 @@ from workers.settings import FleetSettings
 
 log = logging.getLogger("herald.deliveries")
 
-JOBS_PER_SEND = 1000  # deliver jobs per broker pipeline: 50,000 ids at the default HERALD_DELIVERY_BATCH
+JOBS_PER_SEND = 1000  # deliver jobs per broker pipeline: 200,000 ids at the default HERALD_DELIVERY_BATCH
 
 
 class DeliveryRelay(Relay):
