@@ -35,9 +35,9 @@ def allowed_hosts(settings: AppSettings) -> frozenset[str]:
     return frozenset(h.strip().strip("[]").lower() for h in settings.allowed_hosts.split(",") if h.strip())
 
 
-def is_trusted_host(settings: AppSettings, authority: str) -> bool:
-    """True when links may be built from this Host header."""
-    allowed = allowed_hosts(settings)
+def is_trusted_host(settings: AppSettings, authority: str, allowed: frozenset[str] | None = None) -> bool:
+    """True when links may be built from this Host header (`allowed`: `allowed_hosts(settings)`, parsed already)."""
+    allowed = allowed_hosts(settings) if allowed is None else allowed
     return ANY_HOST in allowed or host_name(authority) in allowed
 
 
@@ -52,7 +52,7 @@ class TrustedHostMiddleware:
         """Check the Host of HTTP requests when HERALD_BASE_URL is unset."""
         if scope["type"] == "http" and not self.settings.base_url and not str(scope["path"]).startswith(EXEMPT_PREFIXES):
             authority = Headers(scope=scope).get("host", "")
-            if ANY_HOST not in self.allowed and host_name(authority) not in self.allowed:
+            if not is_trusted_host(self.settings, authority, self.allowed):
                 payload = dumps(
                     web_message(
                         400,

@@ -59,14 +59,6 @@ def not_removed(conversation_id: Any, user_id: Any) -> Any:
     return ~exists().where(RemovedParticipant.conversation_id == conversation_id, RemovedParticipant.user_id == user_id)
 
 
-def new_inbox_rows(sender_id: int | None, named: Sequence[int]) -> dict[int, bool]:
-    """A new conversation's participants and their read flags: the sender (read) first, then the named users."""
-    rows = {} if sender_id is None else {sender_id: True}
-    for user_id in named:
-        rows.setdefault(user_id, False)
-    return rows
-
-
 def join_new(
     session: Session,
     conversation_id: int,
@@ -81,9 +73,9 @@ def join_new(
     The conversation is new, so nothing can conflict: one plain multi-row INSERT.
     """
     rows = [
-        {"conversation_id": conversation_id, "user_id": user_id, "read": read,
+        {"conversation_id": conversation_id, "user_id": user_id, "read": user_id == sender_id,
          "follow_up": False, "last_message": last_message, "message_type": message_type}
-        for user_id, read in new_inbox_rows(sender_id, named).items()
+        for user_id in dict.fromkeys([*([sender_id] if sender_id is not None else []), *named])
     ]
     if rows:
         session.execute(_INSERT_INBOX, rows)
