@@ -62,6 +62,16 @@ def send_to_org_unit(engine: Engine, *user_uids: str) -> tuple[str, int]:
         return uid, event_id
 
 
+def relayed_fan_out(engine: Engine) -> tuple[list[int], str, int]:
+    """25 org-unit users with addresses, and a message to them and to BEN and MIA by name, its event
+    handed to the broker as the relay does: the bulk users' ids, the conversation's UID, the event id."""
+    bulk = org_unit_with_email_users(engine, 25)
+    conversation, event_id = send_to_org_unit(engine, BEN, MIA)
+    with engine.begin() as conn:
+        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(enqueued_at=utcnow()))
+    return bulk, conversation, event_id
+
+
 def inbox_rows(engine: Engine, conversation_uid: str) -> list[int]:
     """The user ids with an inbox row in the conversation."""
     with engine.connect() as conn:
@@ -87,10 +97,7 @@ def test_every_chunk_commits_its_rows_and_the_overview_shows_expanded_x_of_y_bet
     delivery_db: tuple[str, Engine],
 ) -> None:
     _, engine = delivery_db
-    bulk = org_unit_with_email_users(engine, 25)
-    conversation, event_id = send_to_org_unit(engine, BEN, MIA)
-    with engine.begin() as conn:  # what the relay does when it hands the event to the broker
-        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(enqueued_at=utcnow()))
+    bulk, conversation, event_id = relayed_fan_out(engine)
     notify = deliveries.notifier(("email",))
     audience = 25 + 3  # the org unit, BEN and MIA by name, and the sender
     # Not started: the rows the request wrote (sender, BEN, MIA) of the whole audience.

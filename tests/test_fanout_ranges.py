@@ -8,22 +8,23 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select
 
 from messaging import conversations, deliveries, fanout, outbox
 from messaging.db import make_sessionmaker
 from messaging.demo import ADMIN
 from messaging.directory import principal_for, user_by_uid
-from messaging.models import OutboxEvent, User, utcnow
+from messaging.models import OutboxEvent, User
 from messaging.ops import overview
 from messaging.participants import INBOX_DONE
 from tests.conftest import REDIS_URL, wait_until
-from tests.support.deliveries import BEN, MIA, SmtpSink, redis_fleet, worker_process
+from tests.support.deliveries import SmtpSink, redis_fleet, worker_process
 from tests.test_fanout_progress import (
     delivered_users,
     in_progress,
     inbox_rows,
     org_unit_with_email_users,
+    relayed_fan_out,
     send_to_org_unit,
 )
 
@@ -47,10 +48,7 @@ def test_a_split_fan_out_shows_progress_keeps_removals_survives_a_crashed_range_
     delivery_db: tuple[str, Engine],
 ) -> None:
     _, engine = delivery_db
-    bulk = org_unit_with_email_users(engine, 25)
-    conversation, event_id = send_to_org_unit(engine, BEN, MIA)
-    with engine.begin() as conn:  # what the relay does when it hands the event to the broker
-        conn.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(enqueued_at=utcnow()))
+    bulk, conversation, event_id = relayed_fan_out(engine)
     notify = deliveries.notifier(("email",))
     audience = 25 + 3  # the org unit, BEN and MIA by name, and the sender
 

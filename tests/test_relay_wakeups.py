@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from dramatiq.message import Message
@@ -87,17 +90,14 @@ def test_a_listening_relay_hands_over_an_event_committed_while_it_waits(
     assert sent.count(event_id) == 1
 
 
-def test_an_idle_redis_consumer_is_woken_by_an_enqueue_and_gets_the_message(redis_namespace: str) -> None:
-    broker = WakingRedisBroker(url=REDIS_URL, namespace=f"{redis_namespace}-wake-{secrets.token_hex(3)}")
-    broker.declare_queue("wake")
-    consumer = broker.consume("wake", prefetch=1, timeout=100)
+@contextmanager
+def waking_consumer(redis_namespace: str, queue: str, prefetch: int) -> Iterator[tuple[WakingRedisBroker, Any]]:
+    """A waking broker of its own namespace with a consumer of `queue`; every key and socket gone afterwards."""
+    broker = WakingRedisBroker(url=REDIS_URL, namespace=f"{redis_namespace}-{queue}-{secrets.token_hex(3)}")
+    broker.declare_queue(queue)
+    consumer = broker.consume(queue, prefetch=prefetch, timeout=100)
     try:
-        assert next(consumer) is None  # empty: it waited, and nothing came
-        message = broker.enqueue(Message(queue_name="wake", actor_name="noop", args=(1,), kwargs={}, options={}))
-        assert consumer._wait(WAIT_S) is True
-        got = wait_until(lambda: next(consumer), what="the message")
-        assert got.message_id == message.message_id and got.args == (1,)
-        consumer.ack(got)
+        yield broker, consumer
     finally:
         consumer.close()
         broker.flush_all()
@@ -107,11 +107,18 @@ def test_an_idle_redis_consumer_is_woken_by_an_enqueue_and_gets_the_message(redi
         broker.client.connection_pool.disconnect()  # close() leaves the pool's sockets to the GC
 
 
+def test_an_idle_redis_consumer_is_woken_by_an_enqueue_and_gets_the_message(redis_namespace: str) -> None:
+    with waking_consumer(redis_namespace, "wake", prefetch=1) as (broker, consumer):
+        assert next(consumer) is None  # empty: it waited, and nothing came
+        message = broker.enqueue(Message(queue_name="wake", actor_name="noop", args=(1,), kwargs={}, options={}))
+        assert consumer._wait(WAIT_S) is True
+        got = wait_until(lambda: next(consumer), what="the message")
+        assert got.message_id == message.message_id and got.args == (1,)
+        consumer.ack(got)
+
+
 def test_messages_enqueued_in_one_pipeline_wake_an_idle_consumer_and_each_arrives_once(redis_namespace: str) -> None:
-    broker = WakingRedisBroker(url=REDIS_URL, namespace=f"{redis_namespace}-many-{secrets.token_hex(3)}")
-    broker.declare_queue("many")
-    consumer = broker.consume("many", prefetch=50, timeout=100)
-    try:
+    with waking_consumer(redis_namespace, "many", prefetch=50) as (broker, consumer):
         assert next(consumer) is None  # empty: it waited, and nothing came
         messages = [Message(queue_name="many", actor_name="noop", args=(i,), kwargs={}, options={}) for i in range(120)]
         broker.enqueue_many(messages)
@@ -127,10 +134,3 @@ def test_messages_enqueued_in_one_pipeline_wake_an_idle_consumer_and_each_arrive
         wait_until(take, what="every message")
         assert sorted(got) == list(range(120))
         assert broker.client.hlen(f"{broker.namespace}:many.msgs") == 0  # acked: nothing left behind
-    finally:
-        consumer.close()
-        broker.flush_all()
-        for key in broker.client.scan_iter(f"{broker.namespace}*"):
-            broker.client.delete(key)
-        broker.close()
-        broker.client.connection_pool.disconnect()
